@@ -1,5 +1,6 @@
 """The trail stage: read every shape of CloudTrail users hold and normalise it into ``Event``s."""
 
 from rolesmith.trail.model import Event, Principal, is_access_denied
+from rolesmith.trail.normalize import BadRecord, normalize, parse_time
 
-__all__ = ["Event", "Principal", "is_access_denied"]
+__all__ = ["BadRecord", "Event", "Principal", "is_access_denied", "normalize", "parse_time"]

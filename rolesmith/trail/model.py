@@ -57,6 +57,10 @@ class Event:
     resources: tuple[Mapping[str, Any], ...] = ()
     shared_event_id: str | None = None
     origin: str = ""
+    # userIdentity.type as logged ("AssumedRole", "AWSAccount", …) and userIdentity.accountId: kept so
+    # an unattributable event (principal None) still says which account called, never who.
+    identity_type: str | None = None
+    caller_account: str | None = None
 
     @property
     def denied(self) -> bool:

@@ -1,0 +1,328 @@
+"""One raw CloudTrail record (a decoded JSON object) → one ``Event``.
+
+The rules follow the CloudTrail record reference (shared/reference/cloudtrail/
+ct-ug__cloudtrail-event-reference-record-contents.md, https://docs.aws.amazon.com/awscloudtrail/latest/
+userguide/cloudtrail-event-reference-record-contents.html) and the ``userIdentity`` reference
+(ct-ug__cloudtrail-event-reference-user-identity.md, …/cloudtrail-event-reference-user-identity.html):
+
+- ``AssumedRole``: the policy attaches to the role, so ``arn`` is ``sessionContext.sessionIssuer.arn``
+  (which keeps the role path); without an issuer it is rebuilt from the ``assumed-role/ROLE/SESSION``
+  ARN (the path is not in that ARN, so it is lost). The session name and ARN are kept.
+- ``IAMUser`` → the user ARN; ``Root`` → ``arn:PARTITION:iam::ACCOUNT:root``; ``FederatedUser`` /
+  ``SAMLUser`` / ``WebIdentityUser`` → kind "federated"; ``AWSService`` → kind "service" named by
+  ``invokedBy``.
+- ``AWSAccount`` is the copy of a cross-account call logged in the *resource* account: it names only
+  the calling account, so it is not a principal (the reader de-duplicates it against the caller's
+  copy). Missing or unknown identities give ``principal=None``: unattributable, never guessed.
+- The partition comes from the ARNs in the record (aws, aws-cn, aws-us-gov, …) and is never
+  rewritten; without any ARN it is derived from the region's documented prefix.
+
+This function is the hot path of every command: it avoids regexes, builds no intermediate objects
+it does not return, and parses the one timestamp form CloudTrail writes without ``datetime``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Mapping
+
+from rolesmith.errors import RolesmithError
+from rolesmith.trail.model import Event, Principal
+
+__all__ = ["BadRecord", "normalize", "parse_time"]
+
+
+class BadRecord(RolesmithError):
+    """A record that cannot become an ``Event``. ``kind`` is a stable slug the ingest report counts by."""
+
+    exit_code = 2
+
+    def __init__(self, kind: str, problem: str) -> None:
+        super().__init__(problem)
+        self.kind = kind
+        self.problem = problem
+
+
+# Identity types CloudTrail documents for federation: they have no IAM entity a policy attaches to.
+_FEDERATED = frozenset({"FederatedUser", "SAMLUser", "WebIdentityUser"})
+# Response fields that carry secrets. CloudTrail logs the session token of STS responses (see the
+# AssumeRole example in the userIdentity reference); rolesmith never keeps it.
+_SECRET_FIELDS = frozenset({"sessionToken", "secretAccessKey", "SecretAccessKey", "SessionToken"})
+
+
+@lru_cache(maxsize=8192)
+def _hour_base(prefix: str) -> float:
+    """POSIX seconds of ``YYYY-MM-DDTHH`` (UTC); cached because a trail spans few distinct hours."""
+    return datetime(
+        int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]), tzinfo=timezone.utc
+    ).timestamp()
+
+
+def parse_time(value: Any) -> float:
+    """CloudTrail ``eventTime`` → POSIX seconds. Raises ``ValueError`` for anything unparseable.
+
+    The fast path covers the documented form ``2023-07-10T11:42:36Z``; other ISO 8601 forms
+    (fractions, offsets: Logstash ``@timestamp``, LookupEvents ``EventTime``) and epoch numbers go
+    through ``datetime``.
+    """
+    if type(value) is str:
+        if len(value) == 20 and value[19] == "Z" and value[10] == "T" and value[13] == ":" and value[16] == ":":
+            minute, second = value[14:16], value[17:19]
+            if minute.isdigit() and second.isdigit():
+                return _hour_base(value[:13]) + int(minute) * 60 + int(second)
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:  # CloudTrail times are UTC by definition
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, datetime):  # boto3 LookupEvents output kept as Python objects
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def _partition_of_region(region: str | None) -> str:
+    # Region prefixes per partition: https://docs.aws.amazon.com/general/latest/gr/rande.html
+    if region:
+        if region.startswith("cn-"):
+            return "aws-cn"
+        if region.startswith("us-gov-"):
+            return "aws-us-gov"
+        if region.startswith("us-iso-"):
+            return "aws-iso"
+        if region.startswith("us-isob-"):
+            return "aws-iso-b"
+    return "aws"
+
+
+def _arn_parts(arn: Any) -> list[str] | None:
+    if type(arn) is str and arn.startswith("arn:"):
+        parts = arn.split(":", 5)
+        if len(parts) == 6:
+            return parts
+    return None
+
+
+def _str(value: Any) -> str | None:
+    """A non-empty string or None (CloudTrail writes "" where it hides a value, e.g. accessKeyId)."""
+    return value if type(value) is str and value else None
+
+
+def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
+    kind = ui.get("type")
+    key = _str(ui.get("accessKeyId"))
+    if kind == "AssumedRole":
+        sc = ui.get("sessionContext")
+        issuer = sc.get("sessionIssuer") if type(sc) is dict else None
+        role_arn = issuer.get("arn") if type(issuer) is dict else None
+        session_arn = _str(ui.get("arn"))
+        parts = _arn_parts(session_arn)
+        session = None
+        role_name = None
+        if parts is not None and parts[5].startswith("assumed-role/"):
+            role_name, _, session = parts[5][13:].partition("/")
+        if session is None:
+            pid = ui.get("principalId")
+            if type(pid) is str and ":" in pid:
+                session = pid.split(":", 1)[1]
+        role_parts = _arn_parts(role_arn)
+        if role_parts is not None:
+            return Principal(
+                arn=role_arn,
+                kind="role",
+                account=role_parts[4] or _str(ui.get("accountId")),
+                partition=role_parts[1],
+                session=session or None,
+                session_arn=session_arn,
+                access_key_id=key,
+            )
+        if parts is None or not role_name:
+            return None
+        partition, account = parts[1], parts[4] or _str(ui.get("accountId"))
+        if not account:
+            return None
+        return Principal(
+            arn=f"arn:{partition}:iam::{account}:role/{role_name}",
+            kind="role",
+            account=account,
+            partition=partition,
+            session=session or None,
+            session_arn=session_arn,
+            access_key_id=key,
+        )
+    if kind == "IAMUser" or kind == "Role":
+        arn = ui.get("arn")
+        parts = _arn_parts(arn)
+        if parts is not None:
+            return Principal(
+                arn=arn,
+                kind="user" if kind == "IAMUser" else "role",
+                account=parts[4] or _str(ui.get("accountId")),
+                partition=parts[1],
+                access_key_id=key,
+            )
+        account, name = _str(ui.get("accountId")), _str(ui.get("userName"))
+        # A failed console sign-in with a mistyped name logs userName HIDDEN_DUE_TO_SECURITY_REASONS
+        # (userIdentity reference, "userName"): that names nobody.
+        if kind == "IAMUser" and account and name and name != "HIDDEN_DUE_TO_SECURITY_REASONS":
+            partition = _partition_of_region(region)
+            return Principal(
+                arn=f"arn:{partition}:iam::{account}:user/{name}",
+                kind="user",
+                account=account,
+                partition=partition,
+                access_key_id=key,
+            )
+        return None
+    if kind == "Root":
+        parts = _arn_parts(ui.get("arn"))
+        account = (parts[4] if parts is not None else None) or _str(ui.get("accountId"))
+        if not account:
+            return None
+        partition = parts[1] if parts is not None else _partition_of_region(region)
+        return Principal(
+            arn=f"arn:{partition}:iam::{account}:root",
+            kind="root",
+            account=account,
+            partition=partition,
+            access_key_id=key,
+        )
+    if kind in _FEDERATED:
+        arn = _str(ui.get("arn"))
+        parts = _arn_parts(arn)
+        name = arn or _str(ui.get("principalId"))
+        if name is None:
+            provider, user = _str(ui.get("identityProvider")), _str(ui.get("userName"))
+            name = f"{provider}:{user}" if provider and user else None
+        if name is None:
+            return None
+        session = None
+        if parts is not None and parts[5].startswith("federated-user/"):
+            session = parts[5][15:]
+        return Principal(
+            arn=name,
+            kind="federated",
+            account=(parts[4] if parts is not None else None) or _str(ui.get("accountId")),
+            partition=parts[1] if parts is not None else _partition_of_region(region),
+            session=session,
+            session_arn=arn if parts is not None else None,
+            access_key_id=key,
+        )
+    if kind == "AWSService":
+        service = _str(ui.get("invokedBy"))
+        if service is None:
+            return None
+        return Principal(arn=service, kind="service", account=None, partition=_partition_of_region(region))
+    # AWSAccount (resource-account copy), Directory, Unknown, IdentityCenterUser, missing: no
+    # IAM entity we can name from the record alone.
+    return None
+
+
+def _scrub(response: dict[str, Any]) -> dict[str, Any]:
+    creds = response.get("credentials")
+    if type(creds) is dict and not _SECRET_FIELDS.isdisjoint(creds):
+        response = dict(response)
+        response["credentials"] = {k: v for k, v in creds.items() if k not in _SECRET_FIELDS}
+    return response
+
+
+def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool = False) -> Event:
+    """Turn one decoded CloudTrail record into an ``Event``.
+
+    Raises ``BadRecord`` (``kind``: not-an-object, missing-eventSource, missing-eventName,
+    missing-eventTime, bad-eventTime, not-an-event) for a record no later stage can use. A record
+    without ``eventTime`` is usable (``time=None``) only with ``allow_missing_time``: the caller
+    then reports it as a warning. ``requestParameters`` / ``responseElements`` of ``null`` are legal
+    (the record reference documents them as absent for reads) and become ``{}``.
+    """
+    if type(raw) is not dict:
+        if not isinstance(raw, Mapping):
+            raise BadRecord("not-an-object", f"expected a JSON object, got {type(raw).__name__}")
+        raw = dict(raw)
+    get = raw.get
+    source = get("eventSource")
+    name = get("eventName")
+    if type(source) is not str or not source:
+        if isinstance(source, list):
+            raise BadRecord(
+                "not-an-event", "eventSource is a list: an EventBridge event pattern, not a CloudTrail record"
+            )
+        raise BadRecord("missing-eventSource", "no eventSource")
+    if type(name) is not str or not name:
+        raise BadRecord("missing-eventName", "no eventName")
+
+    when = get("eventTime")
+    if when is None:
+        # logstash-codec-cloudtrail moves eventTime into @timestamp (event['@timestamp'] =
+        # event.delete('eventTime')), so a Logstash-flattened record still carries the event time.
+        when = get("@timestamp")
+    if when is None:
+        if not allow_missing_time:
+            raise BadRecord("missing-eventTime", "no eventTime")
+        time = None
+    else:
+        try:
+            time = parse_time(when)
+        except (ValueError, TypeError, OverflowError):
+            raise BadRecord("bad-eventTime", f"eventTime {when!r} is not an ISO 8601 time") from None
+
+    region = get("awsRegion")
+    ui = get("userIdentity")
+    if type(ui) is dict:
+        principal = _principal(ui, region)
+        identity_type = ui.get("type")
+        caller_account = ui.get("accountId") or None
+        invoked_by = ui.get("invokedBy")
+    else:
+        principal = identity_type = caller_account = invoked_by = None
+    source_ip = get("sourceIPAddress")
+    if invoked_by is None and type(source_ip) is str and (
+        source_ip == "AWS Internal" or source_ip.endswith(".amazonaws.com")
+    ):
+        invoked_by = source_ip
+
+    if principal is not None:
+        partition = principal.partition
+    else:
+        partition = _partition_of_region(region)
+        resources = get("resources")
+        if type(resources) is list and resources and type(resources[0]) is dict:
+            parts = _arn_parts(resources[0].get("ARN"))
+            if parts is not None and parts[1]:
+                partition = parts[1]
+
+    request = get("requestParameters")
+    response = get("responseElements")
+    additional = get("additionalEventData")
+    resources = get("resources")
+    error_code = get("errorCode")
+    return Event(
+        event_id=get("eventID"),
+        request_id=get("requestID"),
+        source=source,
+        name=name,
+        time=time,
+        region=region,
+        account=get("recipientAccountId") or caller_account,
+        partition=partition,
+        principal=principal,
+        invoked_by=invoked_by,
+        source_ip=source_ip,
+        user_agent=get("userAgent"),
+        error_code=error_code or None,
+        error_message=get("errorMessage"),
+        read_only=get("readOnly"),
+        event_type=get("eventType"),
+        request=request if type(request) is dict else {},
+        response=(_scrub(response) if "credentials" in response else response) if type(response) is dict else {},
+        additional=additional if type(additional) is dict else {},
+        resources=tuple(resources) if type(resources) is list else (),
+        shared_event_id=get("sharedEventID"),
+        origin=origin,
+        identity_type=identity_type,
+        caller_account=caller_account,
+    )
