@@ -41,8 +41,11 @@ class EventUses:
     ``uses`` are the permissions the call itself needed (observed); ``inferred`` are uses implied by
     its parameters that AWS services make on the caller's behalf (SSE-KMS data keys, PassRole);
     ``unknown`` is set when the event could not be mapped (unknown service or action) with the reason.
+    ``notes`` say why something was deliberately *not* emitted (an AWS-managed key needs no caller
+    KMS statement) so that ``explain`` and the findings can show it.
     """
 
     uses: tuple[Use, ...] = ()
     inferred: tuple[Use, ...] = ()
     unknown: str | None = None
+    notes: tuple[str, ...] = ()
