@@ -23,9 +23,10 @@ it does not return, and parses the one timestamp form CloudTrail writes without 
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import Any, Mapping
+from functools import cache, lru_cache
+from typing import Any, Callable, Mapping
 
 from rolesmith.errors import RolesmithError
 from rolesmith.trail.model import Event, Principal
@@ -52,11 +53,9 @@ _SECRET_FIELDS = frozenset({"sessionToken", "secretAccessKey", "SecretAccessKey"
 
 
 @lru_cache(maxsize=8192)
-def _hour_base(prefix: str) -> float:
-    """POSIX seconds of ``YYYY-MM-DDTHH`` (UTC); cached because a trail spans few distinct hours."""
-    return datetime(
-        int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]), tzinfo=timezone.utc
-    ).timestamp()
+def _minute_base(prefix: str) -> float:
+    """POSIX seconds of ``YYYY-MM-DDTHH:MM`` (UTC); cached because a trail spans few distinct minutes."""
+    return datetime.fromisoformat(prefix + ":00+00:00").timestamp()
 
 
 def parse_time(value: Any) -> float:
@@ -67,10 +66,10 @@ def parse_time(value: Any) -> float:
     through ``datetime``.
     """
     if type(value) is str:
-        if len(value) == 20 and value[19] == "Z" and value[10] == "T" and value[13] == ":" and value[16] == ":":
-            minute, second = value[14:16], value[17:19]
-            if minute.isdigit() and second.isdigit():
-                return _hour_base(value[:13]) + int(minute) * 60 + int(second)
+        if len(value) == 20 and value[19] == "Z" and value[16] == ":":
+            second = value[17:19]
+            if second.isdigit():
+                return _minute_base(value[:16]) + int(second)
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -83,6 +82,34 @@ def parse_time(value: Any) -> float:
     if isinstance(value, datetime):  # boto3 LookupEvents output kept as Python objects
         return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
     raise ValueError(f"not a timestamp: {value!r}")
+
+
+@cache
+def _event_factory() -> Callable[..., Event]:
+    """A constructor for ``Event`` that skips the frozen dataclass ``__init__``.
+
+    That ``__init__`` routes each of ~30 fields through ``object.__setattr__`` and default
+    factories, which costs as much as decoding the record; writing the slots through their
+    descriptors is half the cost. The function is generated from ``fields(Event)`` (as dataclasses
+    generate ``__init__``) so a field added to the model later gets its default here too.
+    """
+    names, lines = [], []
+    namespace: dict[str, Any] = {"_new": object.__new__, "_Event": Event}
+    for f in fields(Event):
+        namespace[f"_set_{f.name}"] = getattr(Event, f.name).__set__
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            names.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            names.append(f"{f.name}=None")
+            lines.append(f" if {f.name} is None: {f.name} = _factory_{f.name}()")
+        else:
+            names.append(f.name)
+        lines.append(f" _set_{f.name}(ev, {f.name})")
+    source = f"def make(*, {', '.join(names)}):\n ev = _new(_Event)\n" + "\n".join(lines) + "\n return ev\n"
+    exec(source, namespace)  # noqa: S102 - generated from the dataclass fields only
+    return namespace["make"]  # type: ignore[no-any-return]
 
 
 def _partition_of_region(region: str | None) -> str:
@@ -112,21 +139,31 @@ def _str(value: Any) -> str | None:
     return value if type(value) is str and value else None
 
 
-def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
-    kind = ui.get("type")
-    key = _str(ui.get("accessKeyId"))
+@lru_cache(maxsize=4096)
+def _principal(
+    kind: Any,
+    arn: Any,
+    issuer_arn: Any,
+    account_id: Any,
+    access_key: Any,
+    principal_id: Any,
+    user_name: Any,
+    provider: Any,
+    invoked_by: Any,
+    region: Any,
+) -> Principal | None:
+    """The principal of one ``userIdentity`` (its scalar fields), cached: a trail repeats few identities."""
+    key = _str(access_key)
     if kind == "AssumedRole":
-        sc = ui.get("sessionContext")
-        issuer = sc.get("sessionIssuer") if type(sc) is dict else None
-        role_arn = issuer.get("arn") if type(issuer) is dict else None
-        session_arn = _str(ui.get("arn"))
+        role_arn = issuer_arn
+        session_arn = _str(arn)
         parts = _arn_parts(session_arn)
         session = None
         role_name = None
         if parts is not None and parts[5].startswith("assumed-role/"):
             role_name, _, session = parts[5][13:].partition("/")
         if session is None:
-            pid = ui.get("principalId")
+            pid = principal_id
             if type(pid) is str and ":" in pid:
                 session = pid.split(":", 1)[1]
         role_parts = _arn_parts(role_arn)
@@ -134,7 +171,7 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
             return Principal(
                 arn=role_arn,
                 kind="role",
-                account=role_parts[4] or _str(ui.get("accountId")),
+                account=role_parts[4] or _str(account_id),
                 partition=role_parts[1],
                 session=session or None,
                 session_arn=session_arn,
@@ -142,7 +179,7 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
             )
         if parts is None or not role_name:
             return None
-        partition, account = parts[1], parts[4] or _str(ui.get("accountId"))
+        partition, account = parts[1], parts[4] or _str(account_id)
         if not account:
             return None
         return Principal(
@@ -155,17 +192,16 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
             access_key_id=key,
         )
     if kind == "IAMUser" or kind == "Role":
-        arn = ui.get("arn")
         parts = _arn_parts(arn)
         if parts is not None:
             return Principal(
                 arn=arn,
                 kind="user" if kind == "IAMUser" else "role",
-                account=parts[4] or _str(ui.get("accountId")),
+                account=parts[4] or _str(account_id),
                 partition=parts[1],
                 access_key_id=key,
             )
-        account, name = _str(ui.get("accountId")), _str(ui.get("userName"))
+        account, name = _str(account_id), _str(user_name)
         # A failed console sign-in with a mistyped name logs userName HIDDEN_DUE_TO_SECURITY_REASONS
         # (userIdentity reference, "userName"): that names nobody.
         if kind == "IAMUser" and account and name and name != "HIDDEN_DUE_TO_SECURITY_REASONS":
@@ -179,8 +215,8 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
             )
         return None
     if kind == "Root":
-        parts = _arn_parts(ui.get("arn"))
-        account = (parts[4] if parts is not None else None) or _str(ui.get("accountId"))
+        parts = _arn_parts(arn)
+        account = (parts[4] if parts is not None else None) or _str(account_id)
         if not account:
             return None
         partition = parts[1] if parts is not None else _partition_of_region(region)
@@ -192,11 +228,11 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
             access_key_id=key,
         )
     if kind in _FEDERATED:
-        arn = _str(ui.get("arn"))
+        arn = _str(arn)
         parts = _arn_parts(arn)
-        name = arn or _str(ui.get("principalId"))
+        name = arn or _str(principal_id)
         if name is None:
-            provider, user = _str(ui.get("identityProvider")), _str(ui.get("userName"))
+            provider, user = _str(provider), _str(user_name)
             name = f"{provider}:{user}" if provider and user else None
         if name is None:
             return None
@@ -206,14 +242,14 @@ def _principal(ui: Mapping[str, Any], region: str | None) -> Principal | None:
         return Principal(
             arn=name,
             kind="federated",
-            account=(parts[4] if parts is not None else None) or _str(ui.get("accountId")),
+            account=(parts[4] if parts is not None else None) or _str(account_id),
             partition=parts[1] if parts is not None else _partition_of_region(region),
             session=session,
             session_arn=arn if parts is not None else None,
             access_key_id=key,
         )
     if kind == "AWSService":
-        service = _str(ui.get("invokedBy"))
+        service = _str(invoked_by)
         if service is None:
             return None
         return Principal(arn=service, kind="service", account=None, partition=_partition_of_region(region))
@@ -268,15 +304,38 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
         try:
             time = parse_time(when)
         except (ValueError, TypeError, OverflowError):
-            raise BadRecord("bad-eventTime", f"eventTime {when!r} is not an ISO 8601 time") from None
+            raise BadRecord("bad-eventTime", f"eventTime {str(when)[:40]!r} is not an ISO 8601 time") from None
 
     region = get("awsRegion")
     ui = get("userIdentity")
     if type(ui) is dict:
-        principal = _principal(ui, region)
-        identity_type = ui.get("type")
-        caller_account = ui.get("accountId") or None
-        invoked_by = ui.get("invokedBy")
+        uget = ui.get
+        identity_type = uget("type")
+        caller_account = uget("accountId") or None
+        invoked_by = uget("invokedBy")
+        issuer_arn = None
+        if identity_type == "AssumedRole":
+            context = uget("sessionContext")
+            if type(context) is dict:
+                issuer = context.get("sessionIssuer")
+                if type(issuer) is dict:
+                    issuer_arn = issuer.get("arn")
+        args = (
+            identity_type,
+            uget("arn"),
+            issuer_arn,
+            caller_account,
+            uget("accessKeyId"),
+            uget("principalId"),
+            uget("userName"),
+            uget("identityProvider"),
+            invoked_by,
+            region,
+        )
+        try:
+            principal = _principal(*args)
+        except TypeError:  # an unhashable (malformed) identity field: same rules, uncached
+            principal = _principal.__wrapped__(*args)
     else:
         principal = identity_type = caller_account = invoked_by = None
     source_ip = get("sourceIPAddress")
@@ -300,7 +359,7 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
     additional = get("additionalEventData")
     resources = get("resources")
     error_code = get("errorCode")
-    return Event(
+    return _event_factory()(
         event_id=get("eventID"),
         request_id=get("requestID"),
         source=source,
