@@ -61,7 +61,9 @@ class Policies:
     ``scps``/``rcps``: one tuple of policies per OU level, root first; an empty tuple means the
     account is not in AWS Organizations (no SCP/RCP layer at all). ``resource_kind`` names what
     ``resource`` is (``"s3-bucket"``, ``"kms-key"``, ``"role-trust"``, ``"sqs-queue"``, ...):
-    KMS key policies and role trust policies must allow by themselves.
+    KMS key policies and role trust policies must allow by themselves. ``management_account``: the
+    caller's account is the organization's management account (SCPs do not apply);
+    ``service_linked_role``: the caller is a service-linked role (neither SCPs nor RCPs apply).
     """
 
     identity: tuple[NamedPolicy, ...] = ()
@@ -73,6 +75,8 @@ class Policies:
     resource_kind: str | None = None
     service_linked_role: bool = False
     management_account: bool = False
+    # The resource's account is the organization's management account: RCPs do not apply there.
+    resource_management_account: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
