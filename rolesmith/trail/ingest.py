@@ -136,7 +136,7 @@ def _unwrap(item: Any) -> Any:
     if message is not None:
         return _decode_embedded(message)
     inner = item.get("detail")
-    if type(inner) is dict and "detail-type" in item:
+    if type(inner) is dict and ("detail-type" in item or "eventSource" in inner):
         return inner
     inner = item.get("event")
     if type(inner) is dict:
@@ -204,7 +204,8 @@ class TrailReader:
     def __iter__(self) -> Iterator[Event]:
         counts = self._counts = _Counts()
         caller_keys: set[str] = set()
-        pending: dict[str, list[Any]] = {}  # id -> [event, still pending?]
+        held: list[list[Any]] = []  # [event, still held?] per resource-account copy, in order read
+        pending: dict[str, list[list[Any]]] = {}  # id -> the held copies carrying it
         for path in self._files(counts):
             counts.files += 1
             for event in self._file_events(path, counts):
@@ -215,25 +216,20 @@ class TrailReader:
                             counts.duplicates += 1
                             continue
                         slot = [event, True]
+                        held.append(slot)
                         for k in keys:
-                            pending[k] = slot
+                            pending.setdefault(k, []).append(slot)
                         continue
                     counts.unattributable += 1
                 elif event.shared_event_id is not None or pending:
                     keys = _keys(event)
                     if event.shared_event_id is not None:
                         caller_keys.update(keys)
-                    for k in keys:
-                        slot = pending.get(k)
-                        if slot is not None and slot[1]:
-                            slot[1] = False
-                            counts.duplicates += 1
+                    _release_one(pending, keys, counts)
                 counts.events += 1
                 yield event
-        seen: set[int] = set()
-        for slot in pending.values():
-            if slot[1] and id(slot) not in seen:
-                seen.add(id(slot))
+        for slot in held:
+            if slot[1]:
                 counts.events += 1
                 counts.unattributable += 1
                 yield slot[0]
@@ -408,6 +404,16 @@ def _keys(event: Event) -> list[str]:
     if event.event_id:
         keys.append("e" + event.event_id)
     return keys
+
+
+def _release_one(pending: dict[str, list[list[Any]]], keys: list[str], counts: _Counts) -> None:
+    """Drop the one held resource-account copy of this caller event, if one was read."""
+    for k in keys:
+        for slot in pending.get(k, ()):
+            if slot[1]:
+                slot[0], slot[1] = None, False
+                counts.duplicates += 1
+                return
 
 
 def _bump(counter: dict[str, int], kind: str) -> None:
