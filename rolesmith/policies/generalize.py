@@ -1,0 +1,129 @@
+"""``--generalize safe``: widen only the parts of an ARN that the evidence shows are generated per run.
+
+A trail records one run. Ids AWS mints for every run (an EMR cluster id, an EC2 instance id, the SQS
+queue EMR names after its cluster) will differ next time, so exact ARNs would fail the second run;
+names the workload chose (buckets, tables, roles, keys) stay exact. Object keys are widened to their
+shared prefix only when several keys under that prefix were used: one key stays one key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+# (rule id, pattern on the whole ARN, replacement, why). Each pattern keeps everything up to the
+# generated id and replaces only the id.
+_ID_RULES: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
+    (
+        "emr-cluster-id",
+        re.compile(r"^(arn:[^:]+:elasticmapreduce:[^:]*:[^:]*:cluster/)j-[0-9A-Z]{6,}$"),
+        r"\1*",
+        "EMR cluster ids (j-…) are generated for every cluster",
+    ),
+    (
+        "emr-queue-name",
+        # EMR names the queue it creates for a cluster after the cluster id (service-role docs:
+        # "sqs:CreateQueue … AWS-ElasticMapReduce-*").
+        re.compile(r"^(arn:[^:]+:sqs:[^:]*:[^:]*:AWS-ElasticMapReduce-)j-[0-9A-Z]{6,}.*$"),
+        r"\1*",
+        "EMR names its SQS queue after the generated cluster id",
+    ),
+    (
+        "ec2-instance-id",
+        re.compile(r"^(arn:[^:]+:ec2:[^:]*:[^:]*:instance/)i-[0-9a-f]{8,17}$"),
+        r"\1*",
+        "EC2 instance ids (i-…) are generated for every instance launched",
+    ),
+    (
+        "lambda-log-stream",
+        # Lambda names each execution environment's log stream date/[version]random-id.
+        re.compile(r"^(arn:[^:]+:logs:[^:]*:[^:]*:log-group:/aws/lambda/[^:]+:log-stream:)"
+                   r"\d{4}/\d{2}/\d{2}/\[[^\]]*\][0-9a-f]{32}$"),
+        r"\1*",
+        "Lambda generates a log stream name for every execution environment",
+    ),
+    (
+        "emr-cluster-id-in-path",
+        # EMR writes logs and step output under a prefix named after the cluster (s3://…/logs/j-…/).
+        re.compile(r"^(arn:[^:]+:s3:::[^/]+/(?:[^/]*/)*)j-[0-9A-Z]{6,}(/.*)?$"),
+        r"\1*",
+        "EMR writes under a prefix named after the generated cluster id",
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Widening:
+    """One generalisation applied: ``original`` ARNs became ``widened`` (for the GENERALIZED finding)."""
+
+    rule: str
+    widened: str
+    original: tuple[str, ...]
+    why: str
+
+
+def generated_id(arn: str) -> tuple[str, str, str] | None:
+    """(rule, widened ARN, why) when ``arn`` ends in an id generated per run, else None."""
+    for rule, pattern, repl, why in _ID_RULES:
+        if pattern.match(arn):
+            return rule, pattern.sub(repl, arn), why
+    return None
+
+
+def _object_parts(arn: str) -> tuple[str, str] | None:
+    """(``arn:…:s3:::bucket/``, key) for an object ARN without wildcards, else None."""
+    if ":s3:::" not in arn or "*" in arn or "?" in arn:
+        return None
+    head, sep, key = arn.partition(":s3:::")
+    bucket, slash, key = key.partition("/")
+    if not slash or not key:
+        return None
+    return f"{head}{sep}{bucket}/", key
+
+
+def shared_prefix(keys: Iterable[str]) -> str:
+    """The longest common prefix of ``keys`` cut back to a '/' boundary ('' when there is none)."""
+    prefix = os.path.commonprefix(list(keys))
+    cut = prefix.rfind("/")
+    return prefix[: cut + 1] if cut >= 0 else ""
+
+
+def generalize(resources: Iterable[str]) -> tuple[dict[str, str], list[Widening]]:
+    """Map each resource ARN of one (principal, action, conditions) group to its generalised form.
+
+    Returns (original -> generalised, widenings applied). Resources not widened map to themselves.
+    """
+    out: dict[str, str] = {}
+    widened: dict[tuple[str, str, str], list[str]] = {}
+    objects: dict[str, list[tuple[str, str]]] = {}
+    for arn in resources:
+        found = generated_id(arn)
+        if found is not None:
+            rule, new, why = found
+            out[arn] = new
+            widened.setdefault((rule, new, why), []).append(arn)
+            continue
+        out[arn] = arn
+        parts = _object_parts(arn)
+        if parts is not None:
+            objects.setdefault(parts[0], []).append((parts[1], arn))
+    for bucket, items in objects.items():
+        keys = sorted({key for key, _ in items})
+        if len(keys) < 2:
+            continue
+        prefix = shared_prefix(keys)
+        if not prefix:
+            continue
+        new = f"{bucket}{prefix}*"
+        for _, arn in items:
+            out[arn] = new
+        widened.setdefault(("shared-key-prefix", new, f"{len(keys)} object keys share the prefix {prefix}"), []).extend(
+            arn for _, arn in items
+        )
+    widenings = [
+        Widening(rule=rule, widened=new, original=tuple(sorted(set(arns))), why=why)
+        for (rule, new, why), arns in sorted(widened.items())
+    ]
+    return out, widenings
