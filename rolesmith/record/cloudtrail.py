@@ -1,0 +1,187 @@
+"""The server side of a run: CloudTrail LookupEvents (or a trail's log bucket), merged with the capture.
+
+LookupEvents takes ONE lookup attribute per request and allows about 2 requests per second per
+account and region; it returns management events only and they arrive minutes late (typically
+within 15 minutes), hence the polling. Its ``CloudTrailEvent`` is the full record as a JSON string.
+See https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+
+from rolesmith.errors import RolesmithError
+
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+_MIN_INTERVAL = 0.5  # seconds between LookupEvents requests: the documented 2 requests/s
+
+
+class CloudTrailError(RolesmithError):
+    exit_code = 1
+
+
+def _ts(value: Any) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(kw_only=True, slots=True)
+class _Pacer:
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    last: float = -1e9
+    requests: int = 0
+
+    def call(self, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        backoff = 1.0
+        while True:
+            wait = self.last + _MIN_INTERVAL - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+            self.last = self.clock()
+            self.requests += 1
+            try:
+                return fn(**kwargs)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") not in _THROTTLED or backoff > 64:
+                    raise
+                self.sleep(backoff)
+                backoff *= 2
+
+
+def lookup_events(client: Any, access_keys: Sequence[str], start: float, end: float, *, wait: float,
+                  expected: Callable[[Mapping[str, dict[str, Any]]], bool],
+                  sleep: Callable[[float], None], clock: Callable[[], float],
+                  progress: Callable[[float, str], None] | None = None, interval: float = 30.0) -> list[dict[str, Any]]:
+    """Every event of ``access_keys`` in [start, end], polled until ``expected(found)`` holds and a
+    poll brings nothing new, or ``wait`` seconds pass."""
+    pacer = _Pacer(sleep=sleep, clock=clock)
+    found: dict[str, dict[str, Any]] = {}
+    began = clock()
+    window = {"StartTime": datetime.fromtimestamp(start - 60, tz=timezone.utc),
+              "EndTime": datetime.fromtimestamp(end + 60, tz=timezone.utc)}
+    while True:
+        before = len(found)
+        for key in access_keys:
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key}],
+                                          **window, "MaxResults": 50}
+                if token:
+                    kwargs["NextToken"] = token
+                try:
+                    page = pacer.call(client.lookup_events, **kwargs)
+                except ClientError as err:
+                    raise CloudTrailError(f"cloudtrail:LookupEvents failed: {err}; check the credentials allow "
+                                          f"cloudtrail:LookupEvents, or drop --cloudtrail") from err
+                for item in page.get("Events", []):
+                    try:
+                        record = json.loads(item.get("CloudTrailEvent") or "{}")
+                    except ValueError:
+                        continue
+                    event_id = record.get("eventID") or item.get("EventId")
+                    if event_id:
+                        found[event_id] = record
+                token = page.get("NextToken")
+                if not token:
+                    break
+        elapsed = clock() - began
+        if progress is not None:
+            progress(min(1.0, elapsed / wait) if wait > 0 else 1.0, f"{len(found)} CloudTrail events")
+        if (len(found) == before and expected(found)) or elapsed >= wait:
+            break
+        sleep(min(interval, max(0.0, wait - elapsed)))
+    if progress is not None:
+        progress(1.0, f"{len(found)} CloudTrail events")
+    return sorted(found.values(), key=lambda r: r.get("eventTime") or "")
+
+
+def read_bucket(client: Any, url: str, start: float, end: float, access_keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Records of ``access_keys`` in the window from a trail's S3 log files (``s3://bucket/prefix``).
+
+    Log files live under ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`` and are delivered
+    within about 5 minutes of the calls; only the days of the window are read.
+    """
+    u = urlsplit(url)
+    if u.scheme != "s3" or not u.netloc:
+        raise CloudTrailError(f"--cloudtrail-bucket {url}: expected s3://BUCKET[/PREFIX]")
+    days = set()
+    t = datetime.fromtimestamp(start, tz=timezone.utc).date()
+    while t <= datetime.fromtimestamp(end + 3600, tz=timezone.utc).date():
+        days.add(t.strftime("%Y/%m/%d"))
+        t += timedelta(days=1)
+    keys = set(access_keys)
+    out: list[dict[str, Any]] = []
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=u.netloc, Prefix=u.path.lstrip("/")):
+            for obj in page.get("Contents", []):
+                day = re.search(r"/(\d{4}/\d{2}/\d{2})/", obj["Key"])
+                if day is None or day.group(1) not in days or not obj["Key"].endswith((".json.gz", ".json")):
+                    continue
+                body = client.get_object(Bucket=u.netloc, Key=obj["Key"])["Body"].read()
+                if obj["Key"].endswith(".gz"):
+                    body = gzip.decompress(body)
+                for record in json.loads(body).get("Records", []):
+                    ts = _ts(record.get("eventTime"))
+                    akid = (record.get("userIdentity") or {}).get("accessKeyId")
+                    if ts is not None and start - 60 <= ts <= end + 60 and akid in keys:
+                        out.append(record)
+    except ClientError as err:
+        raise CloudTrailError(f"--cloudtrail-bucket {url}: {err}; check the bucket and s3:ListBucket/GetObject") from err
+    return sorted(out, key=lambda r: r.get("eventTime") or "")
+
+
+def merge(client_records: Sequence[dict[str, Any]], server_records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per request: the server's fields win; server-only events (KMS by S3) are kept."""
+    by_request: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in server_records:
+        if rec.get("requestID"):
+            by_request.setdefault((rec["requestID"], rec.get("eventName", "")), rec)
+    used: set[int] = set()
+    merged: list[dict[str, Any]] = []
+    for rec in client_records:
+        match = by_request.get((rec.get("requestID") or "", rec.get("eventName", "")))
+        if match is None or id(match) in used:
+            match = _near(rec, server_records, used)
+        if match is None:
+            merged.append(rec)
+            continue
+        used.add(id(match))
+        method = (rec.get("additionalEventData") or {}).get("rolesmith", "client")
+        combined = dict(match)
+        combined["additionalEventData"] = {**(match.get("additionalEventData") or {}), "rolesmith": f"{method}+cloudtrail"}
+        merged.append(combined)
+    for rec in server_records:
+        if id(rec) not in used:
+            merged.append({**rec, "additionalEventData": {**(rec.get("additionalEventData") or {}), "rolesmith": "cloudtrail"}})
+    return sorted(merged, key=lambda r: r.get("eventTime") or "")
+
+
+def _near(rec: Mapping[str, Any], server: Sequence[dict[str, Any]], used: set[int]) -> dict[str, Any] | None:
+    """Fallback when request ids differ: same action and key within 2 s (clock granularity is 1 s)."""
+    ts = _ts(rec.get("eventTime"))
+    akid = (rec.get("userIdentity") or {}).get("accessKeyId")
+    for cand in server:
+        if id(cand) in used or cand.get("eventName") != rec.get("eventName") or cand.get("eventSource") != rec.get("eventSource"):
+            continue
+        if (cand.get("userIdentity") or {}).get("accessKeyId") != akid or (cand.get("userIdentity") or {}).get("invokedBy"):
+            continue
+        cts = _ts(cand.get("eventTime"))
+        if ts is not None and cts is not None and abs(cts - ts) <= 2:
+            return cand
+    return None

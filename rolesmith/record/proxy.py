@@ -1,0 +1,235 @@
+"""Recording proxy on 127.0.0.1: forwards every request unchanged and reports the AWS call it was.
+
+Two modes, one handler: a reverse proxy in front of a plain endpoint (``AWS_ENDPOINT_URL``: moto,
+the sandbox), and an HTTPS forward proxy (``HTTPS_PROXY``) that terminates TLS for AWS hosts with
+a per-run CA and tunnels everything else blindly. Bodies are forwarded byte for byte (signatures
+stay valid) and never stored; only the decoded operation and its non-body parameters are kept.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import re
+import select
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import urlsplit
+
+from rolesmith.record.ca import RunCA
+from rolesmith.record.decode import decode
+from rolesmith.record.recording import Call
+
+log = logging.getLogger(__name__)
+
+_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding",
+        "upgrade"}
+_AWS_HOST = re.compile(r"(^|\.)(amazonaws\.com(\.cn)?|api\.aws)$")
+Upstream = tuple[str, str, int]  # scheme, host, port
+_XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_XML_MSG = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+class RecordingProxy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, on_call: Callable[[Call], None], endpoint: str | None = None, ca: RunCA | None = None,
+                 route: Callable[[str, int], Upstream] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.on_call = on_call
+        self.ca = ca
+        # ``route`` lets tests send MITM'd AWS traffic to a local endpoint instead of the internet.
+        self.route = route or (lambda host, port: ("https", host, port))
+        self.endpoint: Upstream | None = None
+        if endpoint:
+            u = urlsplit(endpoint)
+            self.endpoint = (u.scheme or "http", u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
+        self.url = "http://127.0.0.1:%d" % self.server_address[1]
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="rolesmith-proxy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RecordingProxy
+
+    def setup(self) -> None:
+        super().setup()
+        self._upstreams: dict[Upstream, http.client.HTTPConnection] = {}
+        self._tls_target: Upstream | None = None
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        log.debug("proxy: " + format, *args)
+
+    def do_CONNECT(self) -> None:
+        host, _, port_s = self.path.rpartition(":")
+        port = int(port_s or 443)
+        if self.server.ca is None or not _AWS_HOST.search(host):
+            self._tunnel(host, port)
+            return
+        self.send_response(200, "Connection Established")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            tls = self.server.ca.context_for(host).wrap_socket(self.connection, server_side=True)
+        except (ssl.SSLError, OSError) as err:
+            log.info("proxy: TLS with the client failed for %s: %s", host, err)
+            self.close_connection = True
+            return
+        self.connection = tls
+        self.rfile = tls.makefile("rb", -1)
+        self.wfile = tls.makefile("wb", 0)
+        self._tls_target = self.server.route(host, port)
+        self.close_connection = False
+        while not self.close_connection:
+            self.handle_one_request()
+
+    def _tunnel(self, host: str, port: int) -> None:
+        try:
+            upstream = socket.create_connection((host, port), timeout=30)
+        except OSError as err:
+            self.send_error(502, f"cannot reach {host}:{port}: {err}")
+            return
+        self.send_response(200, "Connection Established")
+        self.end_headers()
+        self.wfile.flush()
+        socks = [self.connection, upstream]
+        try:
+            while True:
+                readable, _, _ = select.select(socks, [], [], 60)
+                if not readable:
+                    break
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (upstream if s is self.connection else self.connection).sendall(data)
+        finally:
+            upstream.close()
+            self.close_connection = True
+
+    def _forward(self) -> None:
+        started = time.time()
+        target = self._tls_target or self.server.endpoint
+        if target is None:
+            if self.path.startswith("http://"):  # plain forward proxying (HTTP_PROXY)
+                u = urlsplit(self.path)
+                target = ("http", u.hostname or "", u.port or 80)
+                self.path = u.path + (f"?{u.query}" if u.query else "") or "/"
+            else:
+                self.send_error(400, "rolesmith proxy: no upstream for this request")
+                return
+        body = self._read_body()
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "content-length"]
+        if body or self.command in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body))))  # same bytes; chunked framing re-encoded
+        try:
+            resp = self._send_upstream(target, body, headers)
+        except OSError as err:
+            self.send_error(502, f"rolesmith proxy: upstream failed: {err}")
+            self._report(body, started, None, "ConnectionError", str(err), None)
+            return
+        data = resp.read()
+        code, message = _error_of(resp, data) if resp.status >= 300 else (None, None)
+        request_id = resp.getheader("x-amz-request-id") or resp.getheader("x-amzn-requestid")
+        # Reported before the client gets its answer: a client killed right after loses nothing.
+        self._report(body, started, resp.status, code, message, request_id)
+        self.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in _HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        if self.command != "HEAD" or resp.getheader("content-length") is None:
+            self.send_header("Content-Length", str(len(data)))
+        else:
+            self.send_header("Content-Length", resp.getheader("content-length", "0"))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def _send_upstream(self, target: Upstream, body: bytes, headers: list[tuple[str, str]]) -> http.client.HTTPResponse:
+        for attempt in range(2):
+            conn = self._upstreams.get(target)
+            if conn is None:
+                scheme, host, port = target
+                conn = (http.client.HTTPSConnection(host, port, timeout=120, context=ssl.create_default_context())
+                        if scheme == "https" else http.client.HTTPConnection(host, port, timeout=120))
+                self._upstreams[target] = conn
+            try:
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in headers:
+                    conn.putheader(k, v)
+                conn.endheaders(body or None)
+                return conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                self._upstreams.pop(target, None)
+                if attempt:
+                    raise
+        raise OSError("unreachable")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _report(self, body: bytes, started: float, status: int | None, code: str | None, message: str | None,
+                request_id: str | None) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        host = headers.get("host", "")
+        try:
+            decoded = decode(self.command, self.path, host, headers, body)
+        except Exception:  # a request we cannot decode is still forwarded; never fail the workload
+            log.debug("proxy: could not decode %s %s", self.command, self.path, exc_info=True)
+            return
+        if decoded is None:
+            return
+        self.server.on_call(Call(
+            method="proxy", service=decoded.service, operation=decoded.operation, params=decoded.params,
+            region=decoded.region, access_key_id=decoded.access_key_id, status=status, error_code=code,
+            error_message=message, request_id=request_id, time=started,
+            signatures=(decoded.signature,) if decoded.signature else (),
+            host=host.split(":", 1)[0] if decoded.service == "s3" and self._tls_target else None,
+        ))
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _forward
+
+
+def _error_of(resp: http.client.HTTPResponse, data: bytes) -> tuple[str | None, str | None]:
+    kind = resp.getheader("x-amzn-errortype")
+    if kind:
+        return kind.split(":", 1)[0].rsplit("#", 1)[-1], None
+    m = _XML_CODE.search(data[:4096])
+    if m:
+        msg = _XML_MSG.search(data[:4096])
+        return m.group(1).decode("utf-8", "replace"), msg.group(1).decode("utf-8", "replace") if msg else None
+    try:
+        import json
+
+        doc = json.loads(data[:65536] or b"{}")
+        if isinstance(doc, dict):
+            code = doc.get("__type") or doc.get("code") or doc.get("Code")
+            return (str(code).rsplit("#", 1)[-1] if code else None), doc.get("message") or doc.get("Message")
+    except ValueError:
+        pass
+    return f"HTTP{resp.status}", None

@@ -1,0 +1,193 @@
+"""CloudTrail-shaped records from captured calls, appended to ``recording.jsonl`` as they happen."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from rolesmith.record import models
+
+EVENT_VERSION = "1.09"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Call:
+    """One API call as a capture method saw it (the parent's internal form, never written as is)."""
+
+    method: str  # hook | proxy | csm
+    service: str  # botocore service name ("s3", "kms", "emr")
+    operation: str  # "PutObject"
+    params: Mapping[str, Any] = field(default_factory=dict)  # API parameter names, not yet redacted
+    region: str | None = None
+    access_key_id: str | None = None
+    status: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    time: float = 0.0
+    signatures: tuple[str, ...] = ()
+    source: str | None = None  # eventSource, when the capture knows it better than the model
+    host: str | None = None
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resources(call: Call, params: Mapping[str, Any], account: str | None, region: str | None) -> list[dict]:
+    """The ``resources[]`` CloudTrail writes for data events (S3 objects/buckets, KMS keys)."""
+    out: list[dict] = []
+    if call.service == "s3":
+        bucket = params.get("Bucket")
+        if isinstance(bucket, str) and bucket:
+            key = params.get("Key")
+            if isinstance(key, str) and key:
+                out.append({"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"})
+            out.append({"accountId": account, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"})
+    elif call.service == "kms":
+        key_id = params.get("KeyId")
+        if isinstance(key_id, str) and key_id and account and region:
+            arn = key_id if key_id.startswith("arn:") else (
+                f"arn:aws:kms:{region}:{account}:{key_id}" if key_id.startswith("alias/")
+                else f"arn:aws:kms:{region}:{account}:key/{key_id}")
+            out.append({"accountId": account, "type": "AWS::KMS::Key", "ARN": arn})
+    return out
+
+
+def to_record(call: Call, identity: Mapping[str, Any] | None) -> dict[str, Any]:
+    model = models.service_model(call.service)
+    source = call.source or (models.event_source(model) if model else f"{call.service}.amazonaws.com")
+    account = (identity or {}).get("accountId")
+    region = call.region or "us-east-1"
+    params = models.to_request_parameters(call.service, call.operation, call.params)
+    if call.service == "s3" and call.host:
+        params.setdefault("Host", call.host)
+    op = models.operation_model(call.service, call.operation)
+    read_only = None
+    if op is not None:
+        read_only = call.operation.startswith(("Get", "List", "Describe", "Head", "Lookup", "Search", "Scan", "Query"))
+    record: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": dict(identity) if identity else {"type": "Unknown", "accessKeyId": call.access_key_id},
+        "eventTime": iso(call.time),
+        "eventSource": source,
+        "eventName": call.operation,
+        "awsRegion": region,
+        "sourceIPAddress": "127.0.0.1",
+        "userAgent": f"rolesmith-record/{call.method}",
+        "requestParameters": params or None,
+        "responseElements": None,
+        "additionalEventData": {"rolesmith": call.method},
+        "requestID": call.request_id,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": read_only,
+        "resources": _resources(call, call.params, account, region),
+        "eventType": "AwsApiCall",
+        "managementEvent": call.service not in ("s3",) or call.operation in _S3_MANAGEMENT,
+        "recipientAccountId": account,
+    }
+    if call.error_code:
+        record["errorCode"] = call.error_code
+        record["errorMessage"] = call.error_message or ""
+    if call.status is not None:
+        record["additionalEventData"]["httpStatus"] = call.status
+    return record
+
+
+_S3_MANAGEMENT = frozenset({"CreateBucket", "DeleteBucket", "ListBuckets", "PutBucketPolicy", "GetBucketPolicy",
+                            "PutBucketAcl", "GetBucketAcl", "GetBucketLocation", "PutBucketVersioning",
+                            "GetBucketVersioning", "PutBucketEncryption", "GetBucketEncryption",
+                            "DeleteBucketPolicy", "PutBucketTagging", "GetBucketTagging"})
+
+
+class RecordingWriter:
+    """Appends one JSON line per record and flushes it: a killed run loses nothing written so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8")
+        self.count = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=str)
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class Recorder:
+    """Turns calls from every capture method into records, once per request.
+
+    A call seen by both hook and proxy carries the same SigV4 signature: the hook's record wins
+    (exact parameters), so proxy calls wait ``hold`` seconds for a matching hook call first.
+    """
+
+    def __init__(self, writer: RecordingWriter, identify: Callable[[str | None], Mapping[str, Any] | None],
+                 hold: float = 0.5) -> None:
+        self._writer = writer
+        self._identify = identify
+        self._hold = hold
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[float, Call]] = {}  # first signature -> (deadline, call)
+        self._hook_sigs: set[str] = set()
+        self.counts: dict[str, int] = {}
+        self.records: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Write held proxy calls once their hold expires, even while no other call arrives."""
+        if self._hold > 0:
+            self._ticker = threading.Thread(target=self._tick_loop, name="rolesmith-recorder", daemon=True)
+            self._ticker.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self.tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        self.tick(force=True)
+
+    def add(self, call: Call) -> None:
+        if call.method == "proxy" and call.signatures and self._hold > 0:
+            with self._lock:
+                if any(s in self._hook_sigs for s in call.signatures):
+                    return
+                self._held[call.signatures[0]] = (time.monotonic() + self._hold, call)
+            return
+        if call.method == "hook" and call.signatures:
+            with self._lock:
+                self._hook_sigs.update(call.signatures)
+                for sig in call.signatures:
+                    self._held.pop(sig, None)
+        self._emit(call)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [k for k, (deadline, _) in self._held.items() if force or deadline <= now]
+            calls = [self._held.pop(k)[1] for k in due]
+        for call in sorted(calls, key=lambda c: c.time):
+            self._emit(call)
+
+    def _emit(self, call: Call) -> None:
+        record = to_record(call, self._identify(call.access_key_id))
+        with self._lock:
+            self.counts[call.method] = self.counts.get(call.method, 0) + 1
+            self.records.append(record)
+        self._writer.write(record)
