@@ -121,5 +121,62 @@ def graph(trails: tuple[Path, ...], fmt: str, skip_bad: bool) -> None:
         click.echo(line, err=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Directory for recording.jsonl, policies.json and the rendered policies.")
+@click.option("--capture", type=click.Choice(["auto", "hook", "proxy", "csm"]), default="auto", show_default=True,
+              help="auto = hook (botocore in Python children) + proxy (any SDK); csm: actions only, no resources.")
+@click.option("--cloudtrail", is_flag=True, help="After the run, merge the run's events from CloudTrail LookupEvents.")
+@click.option("--cloudtrail-wait", type=click.FloatRange(min=0), default=15.0, show_default=True, metavar="MINUTES",
+              help="How long to poll LookupEvents for late events.")
+@click.option("--cloudtrail-bucket", metavar="S3URL", default=None,
+              help="Read the run's events from a trail's log files (s3://bucket/prefix) instead of LookupEvents.")
+@click.option("--access-advisor", is_flag=True,
+              help="Report services/actions Access Advisor saw each role use during the run that the recording missed.")
+@click.option("--sandbox", is_flag=True, help="Run the command against a local endpoint on 127.0.0.1 (dummy credentials).")
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sandbox scenario file (implies --sandbox).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
+              help="Also render the policies in this format into the output directory.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def record(out_dir: Path, capture: str, cloudtrail: bool, cloudtrail_wait: float, cloudtrail_bucket: str | None,
+           access_advisor: bool, sandbox: bool, scenario: Path | None, fmt: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND (after `--`), record every AWS call it makes, and build its minimal policies.
+
+    The command's stdin/stdout/stderr pass through and its exit code is returned; Ctrl-C and SIGTERM
+    reach its whole process group. Calls are appended to OUT/recording.jsonl as they happen.
+    """
+    from rolesmith.record import RecordOptions
+    from rolesmith.record import record as run_record
+
+    bar: list = []  # the progress bar, opened on the first CloudTrail poll
+
+    def progress(fraction: float, label: str) -> None:
+        if not bar:
+            bar.append(click.progressbar(length=1000, label="waiting for CloudTrail", file=sys.stderr))
+            bar[0].__enter__()
+        bar[0].label = f"waiting for CloudTrail ({label})"
+        bar[0].update(int(fraction * 1000) - bar[0].pos)
+
+    options = RecordOptions(out_dir=out_dir, capture=capture, cloudtrail=cloudtrail,  # type: ignore[arg-type]
+                            cloudtrail_wait=cloudtrail_wait * 60, cloudtrail_bucket=cloudtrail_bucket,
+                            access_advisor=access_advisor, sandbox=sandbox, scenario=scenario, fmt=fmt,
+                            progress=progress)
+    try:
+        with _errors():
+            result = run_record(list(command), options)
+    finally:
+        if bar:
+            bar[0].__exit__(None, None, None)
+    for line in result.summary_lines():
+        click.echo(line, err=True)
+    if result.signal is not None:
+        import signal as _signal
+
+        click.echo(f"Error: the command was killed by {_signal.Signals(result.signal).name}; "
+                   f"the calls it made before are in {result.recording}", err=True)
+    sys.exit(result.exit_code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
