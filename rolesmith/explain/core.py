@@ -92,7 +92,7 @@ def explain_event(event: Event, store: Store | None = None, *, trail: TrailIndex
                    missing=built.missing)
     elif out is None and req is not None:
         if store is not None:
-            out = _from_policies(event, req, parsed, built.inferred_kms, store, trail)
+            req, out = _first_denied(event, req, built.alternatives, parsed, built.inferred_kms, store, trail)
         else:
             out = _from_message(event, req, parsed, decoded, built.inferred_kms, trail)
         if built.missing:
@@ -123,6 +123,22 @@ def explain_event(event: Event, store: Store | None = None, *, trail: TrailIndex
 
 
 # --------------------------------------------------------------------------- policies
+
+
+def _first_denied(event: Event, req: Request, alternatives: tuple[str, ...], parsed: ParsedMessage,
+                  inferred: tuple[Any, ...], store: Store, trail: TrailIndex) -> tuple[Request, _Out]:
+    """AWS refuses a call when any resource it touches is refused: explain the first refused one."""
+    first = _from_policies(event, req, parsed, inferred, store, trail)
+    if first.reason != "UNKNOWN" or not alternatives:
+        return req, first
+    for resource in alternatives:
+        account = arn_account(resource)
+        alt = replace(req, resource=resource,
+                      resource_account=account if account and account != req.principal_account else None)
+        out = _from_policies(event, alt, parsed, inferred, store, trail)
+        if out.reason != "UNKNOWN":
+            return alt, out
+    return req, first
 
 
 def _from_policies(event: Event, req: Request, parsed: ParsedMessage, inferred: tuple[Any, ...], store: Store,

@@ -36,9 +36,9 @@ _HEAD = re.compile(
     r"(?=\s+because\b|\s+with an explicit deny\b|\s+due to\b|\.\s|\.?$|\s+Encoded authorization)",
     re.IGNORECASE | re.DOTALL,
 )
-_IMPLICIT = re.compile(r"because no (?P<type>[\w -]+?) polic(?:y|ies) allows?\b", re.IGNORECASE)
+_IMPLICIT = re.compile(r"because no (?P<type>[\w -]+?(?:polic(?:y|ies)|boundary|boundaries)) allows?\b", re.IGNORECASE)
 _EXPLICIT = re.compile(
-    r"(?:with|due to) an explicit deny(?: in (?:an?|the) (?P<type>[\w -]+?) polic(?:y|ies))?"
+    r"(?:with|due to) an explicit deny(?: in (?:an?|the) (?P<type>[\w -]+?(?:polic(?:y|ies)|boundary)))?"
     r"(?::\s*(?P<arn>arn:[^\s.]+(?:\.[^\s.]+)*))?",
     re.IGNORECASE,
 )

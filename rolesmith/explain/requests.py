@@ -172,6 +172,7 @@ class Built:
     missing: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     inferred_kms: tuple[Any, ...] = field(default=())
+    alternatives: tuple[str, ...] = ()  # further resources the same call was authorised on
 
 
 def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any] | None = None) -> Built:
@@ -197,8 +198,13 @@ def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any
     if action is None:
         action = use.action if use is not None else f"{service}:{event.name}"
     action = canonical_action(action)
+    alternatives: list[str] = []
     if resource in (None, "*") and use is not None and use.resource not in ("", "*"):
-        resource = use.resource
+        # One call can be authorised on several resources (RunInstances: instance, image, security group…):
+        # try the caller's own resources first, shared ones (an AMI has no account) last.
+        same = sorted({u.resource for u in uses.uses if u.action == use.action and u.resource not in ("", "*")},
+                      key=lambda arn: (arn_account(arn) is None, arn))
+        resource, alternatives = same[0], same[1:]
     if resource is None:
         resource = _resource_from_event(event, service)
     if resource is None:
@@ -241,7 +247,8 @@ def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any
         session_arn=session_arn,
     )
     inferred = tuple(u for u in getattr(uses, "inferred", ()) if u.action.lower().startswith("kms:")) if uses else ()
-    return Built(request=request, missing=tuple(missing), notes=tuple(notes), inferred_kms=inferred)
+    return Built(request=request, missing=tuple(missing), notes=tuple(notes), inferred_kms=inferred,
+                 alternatives=tuple(alternatives))
 
 
 def kms_key_for(event: Event, parsed: ParsedMessage, inferred: Iterable[Any] = ()) -> str | None:

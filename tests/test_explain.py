@@ -1,0 +1,199 @@
+"""``rolesmith explain``: one fixture denial per reason code, message parsing, and the CLI.
+
+Each case under fixtures/explain/cases/<name>/ holds trail.jsonl (the denied CloudTrail record and the
+records around it), an optional policies/ directory (the ``--policies DIR`` layout) and expect.json
+(reason, basis, layer, hint, deciding statements, fixes, missing). README.md in each case says what it
+shows and where the behaviour is documented. Message formats: "Troubleshoot access denied error
+messages", https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rolesmith.cli import main
+from rolesmith.explain import REASONS, explain_paths
+from rolesmith.explain.messages import parse_message
+from rolesmith.explain.render import render_json, render_text
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "explain"
+CASES = sorted(p for p in (FIX / "cases").iterdir() if p.is_dir())
+MESSAGES = [json.loads(line) for line in (FIX / "messages.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _run(case: Path):
+    policies = case / "policies"
+    return explain_paths([case / "trail.jsonl"], policies_dir=policies if policies.is_dir() else None)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case(case: Path) -> None:
+    expect = json.loads((case / "expect.json").read_text())
+    result = _run(case)
+    assert len(result.explanations) == 1
+    got = result.explanations[0].to_dict()
+    assert {k: got[k] for k in expect} == expect
+
+
+def test_every_required_reason_code_has_a_fixture() -> None:
+    required = {
+        "MISSING_IDENTITY_ALLOW", "MISSING_RESOURCE_ALLOW", "MISSING_BOTH", "MISSING_KEY_POLICY_ALLOW",
+        "INDIRECT_KMS", "EXPLICIT_DENY_IDENTITY", "EXPLICIT_DENY_RESOURCE", "EXPLICIT_DENY_SCP",
+        "EXPLICIT_DENY_RCP", "EXPLICIT_DENY_BOUNDARY", "EXPLICIT_DENY_SESSION", "MISSING_SCP_ALLOW",
+        "MISSING_BOUNDARY_ALLOW", "MISSING_SESSION_ALLOW", "TRUST_POLICY", "OBJECT_OWNERSHIP", "UNKNOWN",
+    }
+    covered = {json.loads((c / "expect.json").read_text())["reason"] for c in CASES}
+    assert required <= covered
+    assert required <= set(REASONS)
+
+
+def test_secure_inbox_fix_names_the_key_and_both_policies() -> None:
+    # Cross-account SSE-KMS: the key policy and the caller's IAM policy must both allow
+    # (shared/reference/s3_kms/kms-dg__key-policy-modifying-external-accounts.md), and S3 reaches KMS
+    # through kms:ViaService s3.<region>.amazonaws.com (kms-dg__conditions-kms.md).
+    e = _run(FIX / "cases" / "indirect_kms_secure_inbox").explanations[0]
+    key = "arn:aws:kms:us-east-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert [(f.layer, f.target) for f in e.fixes] == [("key-policy", key), ("identity", "arn:aws:iam::111122223333:role/writer")]
+    for f in e.fixes:
+        (st,) = f.document["Statement"]
+        assert st["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+        assert st["Action"] == "kms:GenerateDataKey" and st["Resource"] == key
+
+
+def test_emr_runinstances_is_scoped_by_security_group_without_tag_condition() -> None:
+    e = _run(FIX / "cases" / "emr_runinstances_tag_condition").explanations[0]
+    assert e.hint == "TAGS_APPLIED_AFTER_CREATE"
+    doc = e.fixes[0].document
+    assert all("Condition" not in st for st in doc["Statement"])
+    assert doc["Statement"][0]["Resource"] == "arn:aws:ec2:us-east-1:012345678990:security-group/sg-01456788"
+
+
+def test_emr_runinstances_without_policies_still_scopes_from_the_trail() -> None:
+    e = explain_paths([FIX / "cases" / "emr_runinstances_tag_condition" / "trail.jsonl"]).explanations[0]
+    assert (e.reason, e.basis, e.hint) == ("MISSING_IDENTITY_ALLOW", "trail", "TAGS_APPLIED_AFTER_CREATE")
+    assert "security-group/sg-01456788" in json.dumps(e.fixes[0].document)
+
+
+def test_createqueue_without_policies_is_unknown_but_proposes_the_prefix() -> None:
+    e = explain_paths([FIX / "cases" / "emr_createqueue_prefix" / "trail.jsonl"]).explanations[0]
+    assert e.reason == "UNKNOWN" and e.missing and e.hint == "GENERATED_NAME"
+    assert e.fixes[0].document["Statement"][0]["Resource"] == "arn:aws:sqs:us-east-1:012345678990:AWS-ElasticMapReduce-*"
+
+
+def test_trust_policy_without_policies_proposes_trust_and_identity() -> None:
+    e = explain_paths([FIX / "cases" / "trust_policy" / "trail.jsonl"]).explanations[0]
+    assert e.reason == "TRUST_POLICY" and e.basis == "message"
+    assert [f.layer for f in e.fixes] == ["trust-policy", "identity"]
+
+
+def test_secure_inbox_without_policies_reads_the_request_key() -> None:
+    # S3 says only "Access Denied"; the SSE-KMS key id in the request names the key behind it.
+    e = explain_paths([FIX / "cases" / "indirect_kms_secure_inbox" / "trail.jsonl"]).explanations[0]
+    assert e.reason == "INDIRECT_KMS" and len(e.fixes) == 2
+
+
+@pytest.mark.parametrize("case", MESSAGES, ids=[m["cite"][:60] for m in MESSAGES])
+def test_parse_message(case: dict) -> None:
+    got = asdict(parse_message(case["message"]))
+    assert {k: got[k] for k in case["expect"]} == case["expect"]
+
+
+def test_no_fix_grants_star_on_an_action_with_a_resource_type() -> None:
+    from rolesmith.actions.dataset import has_resource_type
+
+    for case in CASES:
+        for e in _run(case).explanations:
+            for f in e.fixes:
+                for st in (f.document or {}).get("Statement", []):
+                    actions = st.get("Action", [])
+                    actions = [actions] if isinstance(actions, str) else actions
+                    assert actions != ["*"]
+                    if st.get("Resource") == "*":
+                        assert not any(has_resource_type(a) for a in actions), case.name
+
+
+def test_render_text_block_has_what_why_fix() -> None:
+    text = render_text(_run(FIX / "cases" / "missing_resource_allow"))
+    assert "DENIED s3:GetObject" in text
+    assert "  why    MISSING_RESOURCE_ALLOW [resource]" in text
+    assert "  fix 1  add to the resource policy of arn:aws:s3:::shared-data" in text
+
+
+def test_render_json_is_the_documented_shape() -> None:
+    data = json.loads(render_json(_run(FIX / "cases" / "object_ownership_cloudfront")))
+    assert data["events_read"] == 2 and data["denied"] == 1 and data["reasons"] == {"OBJECT_OWNERSHIP": 1}
+    (e,) = data["explanations"]
+    assert e["caller"] == "AWSAccount CloudFront" and e["request"] is None
+    assert e["fixes"][0] == {
+        "op": "put-ownership-controls", "layer": "s3-ownership", "target": "arn:aws:s3:::healthcorp-site",
+        "target_kind": "s3-bucket", "summary": e["fixes"][0]["summary"],
+        "document": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    }
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_text_and_json() -> None:
+    case = FIX / "cases" / "missing_both"
+    runner = CliRunner()
+    res = runner.invoke(main, ["explain", str(case / "trail.jsonl"), "--policies", str(case / "policies")])
+    assert res.exit_code == 0, res.output
+    assert "MISSING_BOTH" in res.stdout
+    res = runner.invoke(main, ["explain", str(case / "trail.jsonl"), "--policies", str(case / "policies"),
+                               "--format", "json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["reasons"] == {"MISSING_BOTH": 1}
+
+
+def test_cli_policies_and_live_are_exclusive() -> None:
+    case = FIX / "cases" / "missing_both"
+    res = CliRunner().invoke(main, ["explain", str(case / "trail.jsonl"), "--policies", str(case / "policies"), "--live"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "Error: explain: --policies and --live are exclusive: pass one of them"
+
+
+def test_cli_missing_trail_is_a_usage_error() -> None:
+    res = CliRunner().invoke(main, ["explain", "no/such/trail.json"])
+    assert res.exit_code == 2
+    assert "Path 'no/such/trail.json' does not exist." in res.stderr
+
+
+def test_cli_bad_policy_file_names_it(tmp_path: Path) -> None:
+    case = FIX / "cases" / "missing_both"
+    (tmp_path / "identity" / "writer").mkdir(parents=True)
+    (tmp_path / "identity" / "writer" / "bad.json").write_text("{not json")
+    res = CliRunner().invoke(main, ["explain", str(case / "trail.jsonl"), "--policies", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (f"Error: {tmp_path.name}/identity/writer/bad.json: invalid JSON at line 1: "
+                                  "Expecting property name enclosed in double quotes; fix the file")
+
+
+def test_cli_bad_trail_record_names_it(tmp_path: Path) -> None:
+    bad = tmp_path / "t.jsonl"
+    bad.write_text('{"eventName": "GetObject"\n')
+    res = CliRunner().invoke(main, ["explain", str(bad)])
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"Error: {bad}")
+
+
+# ----------------------------------------------------------------------------------------- shared data
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cloudtrail"
+
+
+def test_every_denied_event_in_the_shared_trails_is_explained() -> None:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/ not present: the public CloudTrail samples live outside the repository")
+    result = explain_paths([SHARED / d for d in ("stratus", "panther", "awsdocs_examples")], skip_bad=True)
+    assert result.explanations
+    for e in result.explanations:
+        assert e.reason in REASONS
+        assert e.reason != "UNKNOWN" or e.missing
+        if e.error_message and "is not authorized to perform" in e.error_message and e.error_message.startswith(("User:", "You are")):
+            assert e.request is not None and ":" in e.request.action
