@@ -146,5 +146,27 @@ __all__ = [
     "format_text",
     "read_current",
     "rollback",
+    "rollback_role",
+    "summary_line",
     "tighten",
 ]
+
+
+def rollback_role(role: str, backup: Path, *, session: object = None) -> "object":
+    """``rollback`` after checking ``backup`` is a backup of ``role`` (name or ARN)."""
+    from rolesmith.tighten.apply import load_backup
+    from rolesmith.tighten.current import parse_role
+
+    record = load_backup(backup)
+    if record["role_name"] != parse_role(role)[0]:
+        raise TightenInputError(f"{backup}: a backup of role {record['role_name']}, not {role}; pass that role's backup")
+    return rollback(backup, session=session)
+
+
+def summary_line(report: TightenReport) -> str:
+    """One line for stderr when stdout carries JSON or a template."""
+    gone = sum(1 for g in report.escalation if g.status != "kept")
+    v = report.verification
+    check = f"{v.checked} used calls still allowed" if v.ok else f"VERIFICATION FAILED for {len(v.failures)} used calls"
+    return (f"rolesmith: {report.role}: {report.used_total} of {report.granted_total} granted actions used; "
+            f"{gone} escalation-capable grants go away; {check}")
