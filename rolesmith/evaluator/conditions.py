@@ -185,7 +185,7 @@ def compile_condition(operator: str, key: str, values: Any, where: str) -> Check
 
         def null_check(ctx: Context) -> bool:
             v = ctx.get(lkey)
-            absent = v is None or v == [] or v == ()
+            absent = v is None
             return any((w == "true") == absent for w in wanted)
 
         return null_check

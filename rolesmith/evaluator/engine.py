@@ -194,7 +194,10 @@ def evaluate(request: Request, policies: Policies) -> Decision:
     rcp_exempt = policies.service_linked_role or policies.resource_management_account or not policies.rcps
     rcp_out = "absent"
     if not rcp_exempt:
-        rcp_out, d, _ = _org("rcp", policies.rcps, r, True)
+        # RCPFullAWSAccess is attached at every level and cannot be detached, so RCPs only ever deny
+        # (https://docs.aws.amazon.com/organizations/latest/userguide/orgs_manage_policies_rcps.html).
+        _, d, _ = _org("rcp", policies.rcps, r, True)
+        rcp_out = "deny" if d else "allow"
         denies += [("rcp", s) for s in d]
     layers["rcp"] = rcp_out
 
@@ -226,8 +229,6 @@ def evaluate(request: Request, policies: Policies) -> Decision:
                         statements=tuple(_ms(l, s) for l, s in denies), layers=frozen)
     if scp_out == "implicit-deny":
         return Decision(decision="ImplicitlyDenied", layer="scp", statements=(), layers=frozen)
-    if rcp_out == "implicit-deny":
-        return Decision(decision="ImplicitlyDenied", layer="rcp", statements=(), layers=frozen)
 
     # The identity side: identity allow (the root user needs none) capped by boundary and session.
     ident_ok = bool(ident.allows) or root

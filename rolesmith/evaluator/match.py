@@ -117,7 +117,9 @@ _ACCOUNT_RE = re.compile(r"^\d{12}$")
 def principal_identities(principal: str, account: str, session_arn: str | None) -> tuple[set[str], str | None]:
     """The ARNs that name the caller directly, and the role ARN suffix (``:role/NAME``) when the
     caller is a role or a role session (a statement naming the role matches its sessions)."""
-    direct = {principal}
+    # A role ARN never names the caller directly: grants to it are capped like the role's own
+    # permissions (boundary, session policy); only a session ARN or user ARN is "direct".
+    direct = {principal} if ":role/" not in principal else set()
     role_name = None
     if session_arn:
         direct.add(session_arn)
