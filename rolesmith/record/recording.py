@@ -141,7 +141,7 @@ class Recorder:
         self._hold = hold
         self._lock = threading.Lock()
         self._held: dict[str, tuple[float, Call]] = {}  # first signature -> (deadline, call)
-        self._hook_sigs: set[str] = set()
+        self._hook_ids: set[str] = set()  # signatures and request ids the hook reported
         self.counts: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []
         self._stop = threading.Event()
@@ -164,17 +164,21 @@ class Recorder:
         self.tick(force=True)
 
     def add(self, call: Call) -> None:
-        if call.method == "proxy" and call.signatures and self._hold > 0:
+        if call.method == "proxy" and self._hold > 0:
             with self._lock:
-                if any(s in self._hook_sigs for s in call.signatures):
+                if any(s in self._hook_ids for s in call.signatures) or (call.request_id in self._hook_ids):
                     return
-                self._held[call.signatures[0]] = (time.monotonic() + self._hold, call)
+                self._held[call.signatures[0] if call.signatures else str(id(call))] = (
+                    time.monotonic() + self._hold, call)
             return
-        if call.method == "hook" and call.signatures:
+        if call.method == "hook":
+            # Same request: same SigV4 signature, or (retries re-sign) the same server request id.
+            ids = set(call.signatures) | ({call.request_id} if call.request_id else set())
             with self._lock:
-                self._hook_sigs.update(call.signatures)
-                for sig in call.signatures:
-                    self._held.pop(sig, None)
+                self._hook_ids.update(ids)
+                for key, (_, held) in list(self._held.items()):
+                    if key in ids or (held.request_id and held.request_id in ids):
+                        del self._held[key]
         self._emit(call)
 
     def tick(self, force: bool = False) -> None:

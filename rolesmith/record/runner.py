@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +59,8 @@ def _forwarding(pgid: int, received: list[int]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _foreground(fd: int | None) -> int | None:
-    """The terminal's foreground group, when stdin is our controlling terminal."""
-    if fd is None:
-        return None
+def _foreground(fd: int) -> int | None:
+    """The terminal's foreground group, when ``fd`` is our controlling terminal."""
     try:
         return os.tcgetpgrp(fd) if os.isatty(fd) else None
     except OSError:
@@ -78,14 +75,12 @@ def run(command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None)
     Ctrl-C reaches it directly; rolesmith takes the terminal back when it exits.
     """
     _resolve(command, env, cwd)
-    stdin_fd = sys.stdin.fileno() if sys.stdin is not None and hasattr(sys.stdin, "fileno") else None
-    with contextlib.suppress(ValueError, OSError):
-        stdin_fd = sys.stdin.fileno() if sys.stdin else None
-    tty = _foreground(stdin_fd) == os.getpgrp() if stdin_fd is not None else False
+    stdin_fd = 0  # the child inherits fd 0, whatever sys.stdin is in this process
+    tty = _foreground(stdin_fd) == os.getpgrp()
 
     def preexec() -> None:
         os.setpgid(0, 0)
-        if tty and stdin_fd is not None:
+        if tty:
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(stdin_fd, os.getpgrp())
@@ -106,7 +101,7 @@ def run(command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None)
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGINT)
     finally:
-        if tty and stdin_fd is not None:
+        if tty:
             old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(stdin_fd, os.getpgrp())

@@ -76,10 +76,17 @@ def _keep(value):
 
 
 _sender = None
+# botocore sends on the calling thread; some callers (AWS CLI v1) hand before-send a request
+# without its context, so the call in flight is also kept per thread.
+_current = threading.local()
 
 
 def _state(context):
-    return context.setdefault("_rolesmith", {"sigs": []})
+    st = context.get("_rolesmith")
+    if st is None:
+        st = context["_rolesmith"] = {"sigs": []}
+        _current.state = st
+    return st
 
 
 def _on_params(params, model, context, **_):
@@ -101,13 +108,15 @@ def _on_before_call(model, params, context, request_signer=None, **_):
 
 def _on_before_send(request, **_):
     ctx = getattr(request, "context", None)
-    if ctx is None:
+    st = ctx.get("_rolesmith") if ctx else None
+    if st is None:
+        st = getattr(_current, "state", None)
+    if st is None:
         return
     auth = request.headers.get("Authorization")
     if isinstance(auth, bytes):
         auth = auth.decode("latin-1")
     if auth and "Signature=" in auth:
-        st = _state(ctx)
         st["sigs"].append(auth.rsplit("Signature=", 1)[1].strip())
         cred = auth.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in auth else ""
         parts = cred.split("/")

@@ -1,0 +1,156 @@
+"""rolesmith record end to end against moto on 127.0.0.1: boto3, AWS CLI v1, curl, SIGKILL, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rolesmith.cli import main
+from rolesmith.record import RecordOptions, record
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "record"
+PYTHON = sys.executable
+ACCESS_KEY = "AKIAROLESMITHTEST001"
+SECRET = "rsTestSecret" + secrets.token_hex(12)
+TOKEN = "rsTestSessionToken" + secrets.token_hex(24)
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_url):
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).read()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=moto_url, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET,
+               AWS_SESSION_TOKEN=TOKEN, AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    return env
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "recording.jsonl").read_text().splitlines()]
+
+
+def _uses(records: list[dict]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What the policies are built from: action and resources, per call, in order."""
+    return [(r["eventSource"], r["eventName"], tuple(sorted(x["ARN"] for x in r["resources"]))) for r in records]
+
+
+EXPECTED_USES = [
+    ("s3.amazonaws.com", "CreateBucket", ("arn:aws:s3:::reports",)),
+    ("s3.amazonaws.com", "PutObject", ("arn:aws:s3:::reports", "arn:aws:s3:::reports/acme/2024.csv")),
+    ("s3.amazonaws.com", "GetObject", ("arn:aws:s3:::reports", "arn:aws:s3:::reports/acme/2024.csv")),
+    ("s3.amazonaws.com", "DeleteObject", ("arn:aws:s3:::reports", "arn:aws:s3:::reports/acme/2024.csv")),
+]
+
+
+def _assert_no_secrets(out: Path) -> None:
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, path
+            assert TOKEN.encode() not in data, path
+            assert b"OBJECT-DATA-MUST-NOT-BE-RECORDED" not in data, path
+            assert b"Signature=" not in data, path
+
+
+def test_boto3_program_recorded_once_per_call_with_exit_code(tmp_path, aws_env):
+    """(a) boto3 under auto capture (hook + proxy, deduplicated), (e) no secrets, (f) exit code."""
+    out = tmp_path / "out"
+    result = record([PYTHON, str(FIXTURES / "workload_boto3.py"), "7"], RecordOptions(out_dir=out, env=aws_env))
+    assert result.exit_code == 7 and result.signal is None
+    records = _records(out)
+    assert _uses(records) == EXPECTED_USES
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"hook"}
+    assert result.calls_by_method == {"hook": 4}
+    put = records[1]
+    assert put["requestParameters"] == {"bucketName": "reports", "key": "acme/2024.csv"}
+    assert put["userIdentity"]["accessKeyId"] == ACCESS_KEY
+    assert put["userIdentity"]["accountId"] == put["recipientAccountId"] == "123456789012"
+    assert put["awsRegion"] == "us-east-1" and put["requestID"] and put["eventID"]
+    assert put["eventTime"].endswith("Z")
+    assert result.principals == (put["userIdentity"]["arn"],)
+    _assert_no_secrets(out)
+
+
+def test_awscli_v1_matches_boto3(tmp_path, aws_env):
+    """(b) AWS CLI v1, run as `python -m awscli` from a shell script: every descendant is recorded."""
+    out = tmp_path / "out"
+    result = record(["sh", str(FIXTURES / "workload_awscli.sh"), PYTHON], RecordOptions(out_dir=out, env=aws_env))
+    assert result.exit_code == 0
+    assert _uses(_records(out)) == EXPECTED_USES
+    _assert_no_secrets(out)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_sigv4_through_proxy_matches_boto3(tmp_path, aws_env):
+    """(c) A non-Python client: curl --aws-sigv4, decoded by the proxy with botocore's models."""
+    help_text = subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout
+    if "--aws-sigv4" not in help_text:
+        pytest.skip("this curl lacks --aws-sigv4 (needs curl >= 7.75)")
+    out = tmp_path / "out"
+    result = record(["sh", str(FIXTURES / "workload_curl.sh")], RecordOptions(out_dir=out, env=aws_env))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert _uses(records) == EXPECTED_USES
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
+    assert records[1]["requestParameters"]["bucketName"] == "reports"
+    assert records[1]["userIdentity"]["accessKeyId"] == ACCESS_KEY
+    _assert_no_secrets(out)
+
+
+def test_sigkilled_child_loses_no_call(tmp_path, aws_env):
+    """(d) Every call made before the SIGKILL is on disk; the kill is reported as 128 + 9."""
+    out = tmp_path / "out"
+    done = tmp_path / "done.txt"
+    result = record([PYTHON, str(FIXTURES / "workload_killed.py"), str(done)], RecordOptions(out_dir=out, env=aws_env))
+    assert result.signal == 9 and result.exit_code == 137
+    made = done.read_text().split()
+    assert made == [f"part-{i}" for i in range(5)]
+    keys = [r["requestParameters"].get("key") for r in _records(out) if r["eventName"] == "PutObject"]
+    assert keys == made
+
+
+def test_cli_returns_child_exit_code_and_summary(tmp_path, aws_env, monkeypatch):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["record", "-o", str(out), "--capture", "hook", "--",
+                                       PYTHON, str(FIXTURES / "workload_boto3.py"), "5"], env=aws_env)
+    assert result.exit_code == 5, result.output
+    assert "calls captured: 4 (4 by hook)" in result.stderr
+    assert (out / "recording.jsonl").exists()
+
+
+def test_cli_reports_a_killed_child_in_one_line(tmp_path, aws_env):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["record", "-o", str(out), "--", "sh", "-c", "kill -9 $$"], env=aws_env)
+    assert result.exit_code == 137
+    assert (f"Error: the command was killed by SIGKILL; the calls it made before are in {out / 'recording.jsonl'}"
+            in result.stderr.splitlines())
+
+
+def test_cli_command_not_found(tmp_path, aws_env):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["record", "-o", str(out), "--", "no-such-program-xyz"], env=aws_env)
+    assert result.exit_code == 127
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: no-such-program-xyz: command not found; give the program to record after `--` "
+        "(e.g. `rolesmith record -- python app.py`)")
+    assert (out / "recording.jsonl").read_text() == ""
