@@ -178,5 +178,144 @@ def record(out_dir: Path, capture: str, cloudtrail: bool, cloudtrail_wait: float
     sys.exit(result.exit_code)
 
 
+@main.command()
+@click.argument("role")
+@click.option("--trail", "trails", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
+              help="CloudTrail files/directories or rolesmith recordings of the role's workload (repeatable).")
+@click.option("--cloudtrail", is_flag=True, help="Read the role's management events with CloudTrail LookupEvents.")
+@click.option("--cloudtrail-bucket", metavar="BUCKET[/PREFIX]", default=None,
+              help="Read the trail's log files from this bucket instead (AWSLogs/ACCOUNT/CloudTrail/...).")
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True,
+              help="How many days of CloudTrail and Access Advisor history to read.")
+@click.option("--access-advisor", is_flag=True,
+              help="Also report IAM Access Advisor's last-accessed data (action level where AWS gives it).")
+@click.option("--current-policies", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+              default=None, help="Read the role's policies from DIR (layout of `explain --policies`), not from IAM.")
+@click.option("--generalize", type=click.Choice(["safe", "none"]), default="safe", show_default=True,
+              help="As for build: safe widens only ids the evidence shows are generated per run.")
+@click.option("--format", "fmt", type=click.Choice(["text", *FORMATS]), default="text", show_default=True,
+              help="text/json: the report; cloudformation(-json): the replacement as a template.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the replacement, one file per policy, into this directory.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Write the replacement to IAM (new policy version or inline policy) after writing a backup.")
+@click.option("--backup", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Backup file for --apply [default: tighten-backup-ROLE-TIME.json].")
+@click.option("--rollback", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="BACKUP",
+              help="Restore the role exactly as the --apply backup BACKUP recorded it, and nothing else.")
+@SKIP_BAD
+def tighten(role: str, trails: tuple[Path, ...], cloudtrail: bool, cloudtrail_bucket: str | None, days: int,
+            access_advisor: bool, current_policies: Path | None, generalize: str, fmt: str, out_dir: Path | None,
+            do_apply: bool, backup: Path | None, rollback: Path | None, skip_bad: bool) -> None:
+    """Show what ROLE (name or ARN) uses of what it may do, and write its minimal replacement.
+
+    Read-only unless --apply. Exit code 1 when the replacement would deny a call the role made.
+    """
+    import datetime as _dt
+    import json as _json
+
+    from rolesmith import tighten as lib
+
+    with _errors():
+        if rollback is not None:
+            if do_apply:
+                raise lib.TightenInputError("--apply and --rollback: pass one of them")
+            change = lib.rollback_role(role, rollback)
+            for line in change.actions or ("nothing to restore: the role already matches the backup",):
+                click.echo(line)
+            return
+        if do_apply and current_policies is not None:
+            raise lib.TightenInputError("--apply writes to IAM: drop --current-policies so the role is read from IAM")
+        options = lib.TightenOptions(trails=trails, cloudtrail=cloudtrail, days=days, cloudtrail_bucket=cloudtrail_bucket,
+                                     access_advisor=access_advisor, current_policies=current_policies,
+                                     generalize=generalize, skip_bad=skip_bad)  # type: ignore[arg-type]
+        report = lib.tighten(role, options)
+        if fmt == "text":
+            click.echo(lib.format_text(report), nl=False)
+        elif fmt == "json":
+            click.echo(_json.dumps(report.to_dict(), indent=2))
+        if fmt.startswith("cloudformation") or out_dir is not None:  # the replacement itself, like build
+            from rolesmith.render import render
+
+            template_fmt = fmt if fmt.startswith("cloudformation") else "json"
+            _echo_outputs(render(report.replacement, fmt=template_fmt, split=out_dir is not None), out_dir)
+        if fmt != "text":
+            click.echo(lib.summary_line(report), err=True)
+        if do_apply:
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            change = lib.apply_replacement(report, backup or Path(f"tighten-backup-{report.current.name}-{stamp}.json"))
+            for line in change.actions:
+                click.echo(line, err=True)
+            click.echo(f"backup: {change.backup} (undo with: rolesmith tighten {role} --rollback {change.backup})", err=True)
+    if not report.verification.ok:
+        sys.exit(1)
+
+
+@main.command()
+@TRAIL_ARG
+@click.option("--policies", "policies_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Evaluate the policies in this directory (layout: see rolesmith simulate).")
+@click.option("--live", is_flag=True,
+              help="Fetch the policies read-only from AWS with boto3 (SecurityAudit suffices) and decode EC2's "
+                   "encoded messages.")
+@click.option("--profile", default=None, help="AWS profile for --live.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format.")
+@SKIP_BAD
+def explain(trails: tuple[Path, ...], policies_dir: Path | None, live: bool, profile: str | None, fmt: str,
+            skip_bad: bool) -> None:
+    """Why each AccessDenied in TRAILS happened, and the smallest fix (policy to add or Deny to change)."""
+    from rolesmith.explain import explain_paths
+    from rolesmith.explain.render import render_json, render_text
+
+    with _errors():
+        session = None
+        if live and profile:
+            from rolesmith.explain.live import session_for
+
+            session = session_for(profile)
+        result = explain_paths(list(trails), policies_dir=policies_dir, live=live, session=session, skip_bad=skip_bad)
+    click.echo(render_json(result) if fmt == "json" else render_text(result), nl=False)
+    for line in result.report_lines():
+        click.echo(line, err=True)
+
+
+@main.command()
+@click.option("--policies", "policies_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Policies directory (layout in the README); inline policies in --requests override it.")
+@click.option("--principal", metavar="ARN", help="Caller: user, role or assumed-role session ARN.")
+@click.option("--action", metavar="SERVICE:ACTION", help="Action to evaluate, e.g. s3:PutObject.")
+@click.option("--resource", metavar="ARN", help="Resource ARN, or * for actions without a resource type.")
+@click.option("--resource-account", metavar="ID", help="Account owning the resource (default: from the ARN or accounts.yaml, else the caller's).")
+@click.option("--context", "context_items", multiple=True, metavar="KEY=VALUE",
+              help="Condition key value (repeatable; a repeated key is multivalued).")
+@click.option("--requests", "requests_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSONL file of requests (shape in the README) instead of --principal/--action/--resource.")
+def simulate(policies_dir: Path | None, principal: str | None, action: str | None, resource: str | None,
+             resource_account: str | None, context_items: tuple[str, ...], requests_file: Path | None) -> None:
+    """Evaluate requests offline against identity, boundary, session, SCP, RCP and resource policies.
+
+    Prints one JSON line per request: {"decision", "layer", "statements", "layers"}.
+    """
+    import json as _json
+
+    from rolesmith.simulate import simulate as _simulate
+    from rolesmith.simulate import simulate_jsonl
+
+    single = (principal, action, resource)
+    if requests_file is not None and any(v is not None for v in (*single, resource_account)):
+        raise click.UsageError("use either --requests FILE or --principal/--action/--resource, not both")
+    if requests_file is None and not all(single):
+        raise click.UsageError("give --principal, --action and --resource (or --requests FILE)")
+    with _errors():
+        if requests_file is not None:
+            for answer in simulate_jsonl(requests_file, policies_dir=policies_dir):
+                click.echo(_json.dumps(answer))
+        else:
+            answer = _simulate(principal=principal, action=action, resource=resource,  # type: ignore[arg-type]
+                               resource_account=resource_account, context=context_items, policies_dir=policies_dir)
+            click.echo(_json.dumps(answer))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

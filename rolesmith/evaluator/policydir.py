@@ -83,25 +83,16 @@ class PolicyStore:
         return None
 
     def resource_policy(self, resource: str, action: str) -> tuple[NamedPolicy | None, str | None]:
-        parts = resource.split(":", 5)
-        if len(parts) != 6:
-            return None, None
-        service, rest = parts[2], parts[5]
-        if service == "iam" and rest.startswith("role/") and action.lower().startswith("sts:assumerole"):
-            return self.trust.get(rest.rsplit("/", 1)[-1]), "role-trust"
-        if service == "s3":
-            return self.resources.get(("s3", rest.split("/", 1)[0])), "s3-bucket"
-        if service == "kms":
-            return self.resources.get(("kms", rest.split("/", 1)[-1])), "kms-key"
-        if service == "secretsmanager":
-            name = rest.split(":", 1)[-1]
-            pol = self.resources.get((service, name)) or self.resources.get((service, re.sub(r"-[A-Za-z0-9]{6}$", "", name)))
-            return pol, "secretsmanager-secret"
-        last = re.split(r"[:/]", rest)[-1]
-        kind = {"sqs": "sqs-queue", "sns": "sns-topic", "lambda": "lambda-function"}.get(service, service)
-        if service == "lambda":
-            last = rest.split(":")[1] if rest.startswith("function:") and ":" in rest else last
-        return self.resources.get((service, last)), kind
+        kind, key = resource_key(resource, action)
+        if kind is None or key is None:
+            return None, kind
+        if kind == "role-trust":
+            return self.trust.get(key[1]), kind
+        pol = self.resources.get(key)
+        if pol is None and kind == "secretsmanager-secret":
+            # Secret ARNs end in a random 6-character suffix the file name may leave out.
+            pol = self.resources.get((key[0], re.sub(r"-[A-Za-z0-9]{6}$", "", key[1])))
+        return pol, kind
 
     def policies_for(self, request: Request) -> Policies:
         name = self.principal_name(request.principal)
@@ -128,6 +119,26 @@ class PolicyStore:
             management_account=bool(account.get("management", False)),
             resource_management_account=bool(res_acct_entry.get("management", False)),
         )
+
+
+def resource_key(resource: str, action: str) -> tuple[str | None, tuple[str, str] | None]:
+    """The resource kind (``Policies.resource_kind``) and the (directory, file stem) of its policy."""
+    parts = resource.split(":", 5)
+    if len(parts) != 6:
+        return None, None
+    service, rest = parts[2], parts[5]
+    if service == "iam" and rest.startswith("role/") and action.lower().startswith("sts:assumerole"):
+        return "role-trust", ("trust", rest.rsplit("/", 1)[-1])
+    if service == "s3":
+        return "s3-bucket", ("s3", rest.split("/", 1)[0])
+    if service == "kms":
+        return ("kms-key" if rest.startswith("key/") else "kms-alias"), ("kms", rest.split("/", 1)[-1])
+    if service == "secretsmanager":
+        return "secretsmanager-secret", (service, rest.split(":", 1)[-1])
+    if service == "lambda" and rest.startswith("function:"):
+        return "lambda-function", (service, rest.split(":")[1])
+    kind = {"sqs": "sqs-queue", "sns": "sns-topic"}.get(service, service)
+    return kind, (service, re.split(r"[:/]", rest)[-1])
 
 
 def _document(path: Path, root: Path) -> dict[str, Any]:
