@@ -95,8 +95,10 @@ def explain_event(event: Event, store: Store | None = None, *, trail: TrailIndex
             req, out = _first_denied(event, req, built.alternatives, parsed, built.inferred_kms, store, trail)
         else:
             out = _from_message(event, req, parsed, decoded, built.inferred_kms, trail)
-        if built.missing:
-            out = replace(out, missing=out.missing + built.missing)
+        gaps = getattr(store, "gaps_for", None)
+        extra = built.missing + (tuple(gaps(req)) if callable(gaps) and req is not None else ())
+        if extra:
+            out = replace(out, missing=out.missing + extra)
     assert out is not None
     missing = out.missing
     if out.reason == "UNKNOWN" and not missing:
