@@ -184,3 +184,9 @@ def test_every_resource_account_copy_is_kept_even_without_ids(tmp_path: Path) ->
     events = list(reader)
     assert len(events) == 4 and all(e.principal is None for e in events)
     assert (reader.report.unattributable, reader.report.duplicates) == (4, 0)
+
+
+@pytest.mark.parametrize("name", ["log-file.json", "recording.jsonl"])
+def test_utf8_byte_order_mark_is_accepted(name: str, tmp_path: Path) -> None:
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + (FIXTURES / "shapes" / name).read_bytes())
+    assert [e.event_id for e in read_trail([tmp_path / name])] == IDS

@@ -43,6 +43,7 @@ _FIX_FILE = "fix or remove the file, or pass --skip-bad"
 _TRAIL_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 _LINE_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 # boto3 prints timestamps as datetime.datetime(2021, 11, 18, 9, 41, 2, tzinfo=tzlocal()).
+_BOM = b"\xef\xbb\xbf"
 _PY_DATETIME = re.compile(r"datetime\.datetime\((?:[^()]|\([^()]*\))*\)")
 
 
@@ -296,6 +297,8 @@ class TrailReader:
                 yield from self._lines(stream, name)
                 return
             data = self._read_all(stream, name)
+        if data[:3] == _BOM:  # Windows tools write one; orjson does not accept it
+            data = data[3:]
         if not data.strip():
             return
         try:
@@ -352,6 +355,8 @@ class TrailReader:
         try:
             for line in lines:
                 number += 1
+                if number == 1 and line[:3] == _BOM:
+                    line = line[3:]
                 if not line.strip():
                     continue
                 try:

@@ -53,9 +53,9 @@ _SECRET_FIELDS = frozenset({"sessionToken", "secretAccessKey", "SecretAccessKey"
 
 
 @lru_cache(maxsize=8192)
-def _minute_base(prefix: str) -> float:
-    """POSIX seconds of ``YYYY-MM-DDTHH:MM`` (UTC); cached because a trail spans few distinct minutes."""
-    return datetime.fromisoformat(prefix + ":00+00:00").timestamp()
+def _hour_base(prefix: str) -> float:
+    """POSIX seconds of ``YYYY-MM-DDTHH`` (UTC); cached because a trail spans few distinct hours."""
+    return datetime.fromisoformat(prefix + ":00:00+00:00").timestamp()
 
 
 def parse_time(value: Any) -> float:
@@ -66,10 +66,10 @@ def parse_time(value: Any) -> float:
     through ``datetime``.
     """
     if type(value) is str:
-        if len(value) == 20 and value[19] == "Z" and value[16] == ":":
-            second = value[17:19]
-            if second.isdigit():
-                return _minute_base(value[:16]) + int(second)
+        if len(value) == 20 and value[19] == "Z" and value[13] == ":" and value[16] == ":":
+            minute, second = value[14:16], value[17:19]
+            if minute.isdigit() and second.isdigit() and minute < "60" and second < "61":
+                return _hour_base(value[:13]) + int(minute) * 60 + int(second)
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
