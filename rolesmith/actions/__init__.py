@@ -75,6 +75,8 @@ def _plan(source: str, name: str) -> tuple[str, str | None, object]:
                 return ("handler", service, rules.handlers[candidate])
             if candidate in rules.renames:
                 return ("actions", service, rules.renames[candidate])
+        if rules.default is not None:
+            return ("handler", service, rules.default)
     action = action_for_event_name(service, name)
     if action is None:
         return ("unknown", service, f"{service}:{name}: no such action in the Service Authorization Reference")

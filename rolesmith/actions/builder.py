@@ -36,6 +36,8 @@ _ALIASES: Mapping[str, tuple[str, ...]] = {
     "policynamewithpath": ("policyname",),
     "clusterid": ("clusterid", "jobflowid"),
     "bucketname": ("bucketname", "bucket"),
+    # CloudFront logs the distribution as ``id`` (UpdateDistribution2016_11_25 and later versions).
+    "distributionid": ("distributionid", "id"),
 }
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from rolesmith.actions.model import Condition
@@ -32,6 +33,8 @@ KMS_VIA_SERVICES = frozenset(
     storagegateway ssm-incidents ssm-contacts timestream translate workmail workspaces
     workspaces-web xray""".split()
 )
+
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+")
 
 CALLED_VIA_SERVICES = frozenset({"athena", "cloudformation", "dynamodb", "kms"})
 
@@ -56,7 +59,12 @@ def service_name(invoked_by: str | None) -> str | None:
     host = invoked_by.strip().lower()
     for suffix in (".amazonaws.com.cn", ".amazonaws.com"):
         if host.endswith(suffix):
-            return host[: -len(suffix)] or None
+            name = host[: -len(suffix)]
+            # Regional service hosts (workmail.eu-west-1.amazonaws.com in kms-dg__services-wm examples).
+            first, _, rest = name.partition(".")
+            if rest and _REGION.fullmatch(rest):
+                return first
+            return name or None
     return None
 
 

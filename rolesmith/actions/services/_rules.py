@@ -18,12 +18,14 @@ class ServiceRules:
 
     ``renames``: eventName → actions (resources built generically); ``no_permission``: calls that
     need no IAM permission; ``handlers``: eventName → function for the cases a rename cannot say;
+    ``default``: handler for every other eventName of the service (returns None for "generic");
     ``emits``: every action string the handlers can produce (a test checks each exists).
     """
 
     renames: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     no_permission: frozenset[str] = frozenset()
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    default: Handler | None = None
     emits: frozenset[str] = frozenset()
 
 
