@@ -51,11 +51,12 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
     with tempfile.TemporaryDirectory(prefix="rolesmith-tighten-") as tmp:
         paths = [Path(p) for p in options.trails]
         if options.cloudtrail:
-            paths.append(usage.lookup_events(current.arn, options.days, Path(tmp), session=options.session))
+            paths.append(usage.lookup_events(current.arn, options.days, Path(tmp), session=options.session,
+                                             now=options.now))
             sources.append(f"CloudTrail LookupEvents, last {options.days} days")
         if options.cloudtrail_bucket:
             logs = usage.bucket_logs(options.cloudtrail_bucket, current.account or "", options.days, Path(tmp),
-                                     session=options.session)
+                                     session=options.session, now=options.now)
             paths.extend(logs)
             sources.append(f"s3://{options.cloudtrail_bucket.removeprefix('s3://')}: {len(logs)} log files, last {options.days} days")
         if paths:
@@ -67,7 +68,7 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
     advisor: tuple[UsedCall, ...] = ()
     if options.access_advisor:
         advisor, advisor_findings = usage.access_advisor(current.arn, options.days, session=options.session,
-                                                         sleep=options.sleep)
+                                                         sleep=options.sleep, now=options.now)
         findings.extend(advisor_findings)
         findings.extend(usage.unbacked_advisor(calls, advisor))
         sources.append(f"IAM Access Advisor, last {options.days} days")

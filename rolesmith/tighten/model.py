@@ -115,6 +115,7 @@ class TightenOptions:
     # A boto3.Session (or anything with .client(name)); None: boto3's default session when AWS is read.
     session: Any = field(default=None, compare=False, repr=False)
     sleep: Any = field(default=None, compare=False, repr=False)  # injectable for Access Advisor polling
+    now: Any = field(default=None, compare=False, repr=False)  # datetime the --days window ends; None: now
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
