@@ -410,9 +410,12 @@ def _indirect_kms(event: Event, req: Request, parsed: ParsedMessage, inferred: t
                   store: Store | None, trail: TrailIndex) -> _Out | None:
     service = service_of(event)
     actions = kms_actions_for(event, service) or tuple(sorted({u.action for u in inferred}))
+    key = kms_key_for(event, parsed, inferred)
+    if event.source.startswith("kms.") and event.invoked_by:
+        # The KMS call itself, made by S3 (or another service) for the caller.
+        service, actions, key = event.invoked_by.split(".", 1)[0], (req.action,), req.resource
     if not actions:
         return None
-    key = kms_key_for(event, parsed, inferred)
     kms_event = trail.kms_denial_for(event)
     if key is None and kms_event is not None:
         key = next((str(r["ARN"]) for r in kms_event.resources if r.get("ARN")), None)
