@@ -285,14 +285,14 @@ class TrailReader:
     def _items(self, path: Path, name: str) -> Iterator[Any]:
         """Top-level JSON items of one file: the document, its array items, or its lines."""
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed below
+            file = open(path, "rb")  # noqa: SIM115 - closed by the with below
         except OSError as err:
             raise TrailError(f"{name}: cannot read: {err.strerror}", kind="unreadable", path=name) from None
-        with stream:
-            head = stream.read(2)
-            stream.seek(0)
-            if head == b"\x1f\x8b":
-                stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        with file:
+            stream: Any = file
+            if file.read(2) == b"\x1f\x8b":
+                stream = gzip.GzipFile(fileobj=file, mode="rb")
+            file.seek(0)
             if name.lower().endswith(_LINE_SUFFIXES):
                 yield from self._lines(stream, name)
                 return
