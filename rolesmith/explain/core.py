@@ -606,7 +606,9 @@ def _from_message(event: Event, req: Request, parsed: ParsedMessage, decoded: Ma
                 fixes=tuple(fixes),
                 summary=f"{req.action} on {req.resource} was refused to {req.principal}; AWS's message does not say "
                 "which policy refused",
-                missing=("which layer refused: AWS's message names none", NEED_POLICIES))
+                missing=("which layer refused: AWS's message names none", NEED_POLICIES)
+                + (("the decoded authorization message: pass --live to decode it with sts:DecodeAuthorizationMessage",)
+                   if parsed.encoded and decoded is None else ()))
 
 
 def _trust_out(req: Request, basis: Basis, cross: bool) -> _Out:
