@@ -89,6 +89,16 @@ def test_boto3_program_recorded_once_per_call_with_exit_code(tmp_path, aws_env):
     assert put["eventTime"].endswith("Z")
     assert result.principals == (put["userIdentity"]["arn"],)
     _assert_no_secrets(out)
+    pytest.importorskip("rolesmith.render", reason="rolesmith.render not in this build: policies are skipped")
+    assert result.outputs == (out / "policies.json",)
+    statements = json.loads((out / "policies.json").read_text())["identity_policies"][0]["policy"]["Statement"]
+    grants = {(a, r) for st in statements for a in _list(st["Action"]) for r in _list(st["Resource"])}
+    assert grants == {("s3:CreateBucket", "arn:aws:s3:::reports")} | {
+        (a, "arn:aws:s3:::reports/acme/2024.csv") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")}
+
+
+def _list(value):
+    return value if isinstance(value, list) else [value]
 
 
 def test_awscli_v1_matches_boto3(tmp_path, aws_env):
@@ -154,3 +164,38 @@ def test_cli_command_not_found(tmp_path, aws_env):
         "Error: no-such-program-xyz: command not found; give the program to record after `--` "
         "(e.g. `rolesmith record -- python app.py`)")
     assert (out / "recording.jsonl").read_text() == ""
+
+
+def test_https_proxy_terminates_tls_with_the_run_ca(tmp_path, aws_env, moto_url, monkeypatch):
+    """The forward-proxy mode (no AWS_ENDPOINT_URL): the child talks HTTPS to *.amazonaws.com through
+    HTTPS_PROXY and trusts the per-run CA; the test routes the decrypted requests to moto."""
+    from urllib.parse import urlsplit
+
+    env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL"}
+    moto = urlsplit(moto_url)
+    routed: list[tuple[str, int]] = []
+
+    def route(host: str, port: int) -> tuple[str, str, int]:
+        routed.append((host, port))
+        return ("http", moto.hostname, moto.port)
+
+    from rolesmith.record import ca
+
+    cas: list[ca.RunCA] = []
+    original = ca.RunCA.__init__
+
+    def remember(self):
+        original(self)
+        cas.append(self)
+
+    monkeypatch.setattr(ca.RunCA, "__init__", remember)
+    out = tmp_path / "out"
+    result = record([PYTHON, str(FIXTURES / "workload_boto3.py")],
+                    RecordOptions(out_dir=out, env=env, capture="proxy", proxy_route=route))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert _uses(records) == EXPECTED_USES  # virtual-hosted bucket names decoded from the Host
+    assert ("s3.amazonaws.com", 443) in routed or ("reports.s3.amazonaws.com", 443) in routed
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
+    _assert_no_secrets(out)
+    assert len(cas) == 1 and not cas[0].dir.exists()  # the per-run CA is deleted at the end
