@@ -304,3 +304,35 @@ def test_unknown_role_in_the_policies_directory() -> None:
 
 def test_findings_are_values() -> None:
     assert Finding(code="X", message="m") == Finding(code="X", message="m")
+
+
+def test_partial_passrole_is_narrowed_to_the_roles_the_old_policy_names() -> None:
+    """AmazonEMRServicePolicy_v2 passes only EMR_EC2_DefaultRole (to ec2.amazonaws.com*) and
+    EMR_AutoScaling_DefaultRole (to application-autoscaling.amazonaws.com*). A PassRole the trail implies
+    for an instance profile whose role it cannot name (role/*) meets those grants: only the EC2 one can
+    hold with iam:PassedToService = ec2.amazonaws.com, and its StringLike is implied by the exact value."""
+    role = CurrentRole(arn=_arn("EMR_DefaultRole"), name="EMR_DefaultRole", account=ACCOUNT,
+                       policies=(CurrentPolicy(name="v2", kind="managed", document=_doc("EMR_DefaultRole")),))
+    own = json.dumps({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}, sort_keys=True, separators=(",", ":"))
+    kept, findings = constrain([("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/*", own)], granted(role))
+    assert kept == [("iam:PassRole", "arn:aws:iam::111122223333:role/EMR_EC2_DefaultRole", own)]
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("own", "carried", "expected"),
+    [
+        ({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+         {"StringLike": {"iam:PassedToService": "application-autoscaling.amazonaws.com*"}}, False),
+        ({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+         {"StringLike": {"iam:PassedToService": "ec2.amazonaws.com*"}}, True),
+        ({"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}},
+         {"StringEquals": {"kms:ViaService": ["s3.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"]}}, True),
+        (None, {"StringEquals": {"aws:ResourceTag/t": "true"}}, True),
+        ({"StringEquals": {"aws:RequestTag/t": "a"}}, {"NumericLessThan": {"aws:RequestTag/t": "3"}}, True),
+    ],
+)
+def test_compatible_conditions(own, carried, expected: bool) -> None:
+    from rolesmith.tighten.replace import compatible
+
+    assert compatible(own, carried) is expected

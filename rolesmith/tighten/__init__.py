@@ -64,7 +64,8 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
             result = build_policies(paths, build_options)
             built = result.policies
             calls = usage.uses_from_graph(result.graph, current.arn, "trail")
-            findings.extend(f for f in built.findings)
+            # The current trust policy is kept, so build's remark that the trail shows none is moot.
+            findings.extend(f for f in built.findings if not (current.trust and f.code == "NO_TRUST_EVIDENCE"))
     advisor: tuple[UsedCall, ...] = ()
     if options.access_advisor:
         advisor, advisor_findings = usage.access_advisor(current.arn, options.days, session=options.session,

@@ -34,6 +34,49 @@ def _merge_conditions(own: Mapping[str, Any] | None, carried: Mapping[str, Any] 
     return out or None
 
 
+_EQ = ("StringEquals", "ArnEquals")
+_LIKE = ("StringLike", "ArnLike")
+
+
+def compatible(own: Mapping[str, Any] | None, carried: Mapping[str, Any] | None) -> bool:
+    """False when a key the built statement pins to exact values can never meet the carried condition.
+
+    ``iam:PassedToService = ec2.amazonaws.com`` (from the trail) AND ``iam:PassedToService like
+    application-autoscaling.amazonaws.com*`` (another statement of the old policy) never holds: such a
+    piece would be dead weight in the replacement.
+    """
+    from rolesmith.tighten.compare import resource_matches
+
+    exact: dict[str, list[str]] = {}
+    for op, keys in (own or {}).items():
+        if op in _EQ:
+            for key, value in keys.items():
+                exact[key.lower()] = [str(v) for v in _as_list(value)]
+    for op, keys in (carried or {}).items():
+        if op not in _EQ + _LIKE:
+            continue
+        for key, value in keys.items():
+            pinned = exact.get(key.lower())
+            if pinned is None:
+                continue
+            patterns = [str(v) for v in _as_list(value)]
+            ok = any((v in patterns) if op in _EQ else any(resource_matches(p, v) for p in patterns) for v in pinned)
+            if not ok:
+                return False
+    return True
+
+
+def _without_implied(own: Mapping[str, Any] | None, carried: Mapping[str, Any]) -> dict[str, Any]:
+    """``carried`` minus string/ARN keys the built statement already pins to (compatible) exact values."""
+    pinned = {key.lower() for op, keys in (own or {}).items() if op in _EQ for key in keys}
+    out: dict[str, Any] = {}
+    for op, keys in carried.items():
+        rest = {k: v for k, v in keys.items() if not (op in _EQ + _LIKE and k.lower() in pinned)}
+        if rest:
+            out[op] = rest
+    return out
+
+
 def atoms_of(document: Document) -> list[Atom]:
     out: list[Atom] = []
     for st in document.get("Statement", []):
@@ -99,8 +142,12 @@ def constrain(atoms: Iterable[Atom], current: Granted) -> tuple[list[Atom], list
                 kept.append((action, res, cond))
                 continue
             # Only conditional grants allowed it: one statement per distinct condition keeps the OR.
-            for carried in sorted({_cond_key(g.condition) for g in grants}):
-                kept.append((action, res, _cond_key(_merge_conditions(own, json.loads(carried)))))
+            live = [c for c in sorted({_cond_key(g.condition) for g in grants}) if compatible(own, json.loads(c))]
+            for carried in live:
+                merged = _merge_conditions(own, _without_implied(own, json.loads(carried)))
+                kept.append((action, res, _cond_key(merged)))
+            if not live and resource == res:
+                dropped.append(f"{action} on {resource}")
     findings = []
     if dropped:
         findings.append(

@@ -7,6 +7,7 @@ import textwrap
 from rolesmith.tighten.model import RiskyGrant, TightenReport
 
 _WIDTH = 100
+_PER_CODE = 3  # findings shown per code: the JSON report has them all
 
 
 def _names(items: list[str], limit: int = 12) -> str:
@@ -79,6 +80,12 @@ def format_text(report: TightenReport) -> str:
         lines += [f"  {c.action} on {c.resource}: {c.decision}" for c in v.failures]
     if report.findings:
         lines += ["", "Findings:"]
+        by_code: dict[str, list[str]] = {}
         for f in report.findings:
-            lines += _wrap(f"{f.code}: {f.message}", "  ")
+            by_code.setdefault(f.code, []).append(f.message)
+        for code, messages in by_code.items():
+            for message in messages[:_PER_CODE]:
+                lines += _wrap(f"{code}: {message}", "  ")
+            if len(messages) > _PER_CODE:
+                lines.append(f"  {code}: … {len(messages) - _PER_CODE} more (--format json lists all)")
     return "\n".join(lines) + "\n"
