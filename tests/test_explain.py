@@ -203,3 +203,15 @@ def test_every_denied_event_in_the_shared_trails_is_explained() -> None:
         assert e.reason != "UNKNOWN" or e.missing
         if e.error_message and "is not authorized to perform" in e.error_message and e.error_message.startswith(("User:", "You are")):
             assert e.request is not None and ":" in e.request.action
+
+
+def test_missing_s3_allow_also_proposes_the_kms_fix_behind_it(tmp_path: Path) -> None:
+    import shutil
+
+    case = FIX / "cases" / "indirect_kms_secure_inbox"
+    shutil.copytree(case / "policies", tmp_path / "policies")
+    (tmp_path / "policies" / "identity" / "writer" / "inbox.json").unlink()
+    e = explain_paths([case / "trail.jsonl"], policies_dir=tmp_path / "policies").explanations[0]
+    assert e.reason == "MISSING_IDENTITY_ALLOW"
+    got = [(f.layer, f.document["Statement"][0]["Action"]) for f in e.fixes]
+    assert got == [("identity", "s3:PutObject"), ("key-policy", "kms:GenerateDataKey"), ("identity", "kms:GenerateDataKey")]

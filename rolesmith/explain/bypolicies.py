@@ -68,7 +68,14 @@ def from_policies(event: Event, req: Request, parsed: ParsedMessage, inferred: t
                              "rolesmith does not evaluate refused it (VPC endpoint policy, ACL, Block Public Access)",))
     if dec.decision == "ExplicitlyDenied":
         return explicit(req, pol, dec)
-    return implicit(event, req, pol, dec, trail)
+    out = implicit(event, req, pol, dec, trail)
+    if out.reason != "UNKNOWN" and not req.action.lower().startswith("kms:"):
+        # The call would next fail on the KMS key behind it: propose that fix now, not one run later.
+        kms = indirect_kms(event, req, parsed, inferred, store, trail)
+        if kms is not None and kms.reason == "INDIRECT_KMS" and kms.fixes:
+            out = replace(out, fixes=out.fixes + kms.fixes,
+                          notes=out.notes + ("then the KMS key behind it: " + kms.summary,))
+    return out
 
 
 def implicit(event: Event, req: Request, pol: Policies, dec: Decision, trail: TrailIndex) -> Out:
