@@ -174,3 +174,52 @@ def test_object_ownership_from_acls() -> None:
         e = explain_event(event, store)
     assert (e.reason, e.basis) == ("OBJECT_OWNERSHIP", "policies")
     assert [f.op for f in e.fixes] == ["put-ownership-controls"]
+
+
+def test_cli_live_without_credentials_fails_clearly(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from rolesmith.cli import main
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    trail = tmp_path / "t.jsonl"
+    trail.write_text("")
+    res = CliRunner().invoke(main, ["explain", str(trail), "--live"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == ("Error: --live: no AWS credentials found; pass --profile NAME or set AWS_PROFILE / "
+                                  "AWS_ACCESS_KEY_ID")
+    res = CliRunner().invoke(main, ["explain", str(trail), "--live", "--profile", "nope"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "Error: --profile nope: no such AWS profile; list them with `aws configure list-profiles`"
+
+
+def test_cli_live_with_moto(session, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from rolesmith.cli import main
+
+    iam = session.client("iam")
+    _role(iam, "writer", "lambda.amazonaws.com")
+    _role(iam, "deployer", "codebuild.amazonaws.com")
+    raw = {
+        "eventVersion": "1.09", "eventTime": "2024-05-01T12:00:00Z", "eventSource": "sts.amazonaws.com",
+        "eventName": "AssumeRole", "awsRegion": "us-east-1", "sourceIPAddress": "203.0.113.10",
+        "userIdentity": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/writer/s1",
+                         "accountId": ACCOUNT, "principalId": "AROAX:s1",
+                         "sessionContext": {"sessionIssuer": {"type": "Role", "arn": WRITER, "accountId": ACCOUNT,
+                                                              "userName": "writer"}}},
+        "requestParameters": {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/deployer", "roleSessionName": "x"},
+        "errorCode": "AccessDenied", "errorMessage": "Access Denied", "eventID": "e1", "recipientAccountId": ACCOUNT,
+    }
+    trail = tmp_path / "t.jsonl"
+    trail.write_text(json.dumps(raw) + "\n")
+    res = CliRunner().invoke(main, ["explain", str(trail), "--live", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    (e,) = json.loads(res.stdout)["explanations"]
+    # Same account, the trust policy must allow by itself; the identity policy allows nothing either.
+    assert (e["reason"], e["basis"]) == ("TRUST_POLICY", "policies")

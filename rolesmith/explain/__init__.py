@@ -45,6 +45,7 @@ def explain_paths(paths: Sequence[str | Path], *, policies_dir: str | Path | Non
         from rolesmith.explain.live import LiveStore
 
         live_store = LiveStore(session)
+        live_store.check()
         store, decoder = live_store, live_store.decode
     index = TrailIndex.build(events)
     explanations = tuple(explain_event(ev, store, trail=index, decoder=decoder) for ev in events if ev.denied)

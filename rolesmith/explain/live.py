@@ -63,6 +63,18 @@ class LiveStore:
         self._gaps: dict[tuple[str, str, str], list[str]] = {}
         self._current: list[str] = []
 
+    def check(self) -> str:
+        """The account the credentials reach; fail fast and clearly when there are none."""
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        try:
+            return str(self._client("sts").get_caller_identity()["Account"])
+        except NoCredentialsError:
+            raise LiveError("--live: no AWS credentials found; pass --profile NAME or set AWS_PROFILE / "
+                            "AWS_ACCESS_KEY_ID") from None
+        except ClientError as err:
+            raise LiveError(f"--live: sts:GetCallerIdentity failed ({_code(err)}); check the credentials") from None
+
     # ---------------------------------------------------------------- plumbing
 
     def _client(self, service: str, region: str | None = None) -> Any:
