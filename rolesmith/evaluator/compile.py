@@ -8,7 +8,8 @@ we cannot read must never silently allow (or silently fail to deny).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rolesmith.evaluator.conditions import Check, compile_conditions
 from rolesmith.evaluator.model import NamedPolicy, PolicyError
@@ -74,7 +75,7 @@ def compile_policy(policy: NamedPolicy, layer: str) -> tuple[Statement, ...]:
             raise PolicyError(f"{where}: exactly one of Action or NotAction is required")
         actions = _strings(st.get("Action", st.get("NotAction")), where, "Action")
         for a in actions:
-            if a != "*" and (a.count(":") != 1 or not a.split(":")[0] or not a.split(":")[1]):
+            if a != "*" and (a.count(":") != 1 or a[0] == ":" or a[-1] == ":"):
                 raise PolicyError(f"{where}: action {a!r} is not of the form service:Action")
         if "Resource" in st and "NotResource" in st:
             raise PolicyError(f"{where}: use Resource or NotResource, not both")
@@ -103,7 +104,7 @@ def compile_policy(policy: NamedPolicy, layer: str) -> tuple[Statement, ...]:
 
 
 _CACHE: dict[tuple[int, str, str], tuple[Mapping[str, Any], tuple[Statement, ...]]] = {}
-_CACHE_MAX = 4096
+_CACHE_MAX = 65536
 
 
 def compiled(policy: NamedPolicy, layer: str) -> tuple[Statement, ...]:

@@ -14,7 +14,8 @@ import base64
 import binascii
 import ipaddress
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from rolesmith.evaluator.match import glob_match, parts_match, substitute
 from rolesmith.evaluator.model import PolicyError

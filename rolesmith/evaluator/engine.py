@@ -18,7 +18,9 @@ Sources (cited by the tests in tests/test_evaluator_layers.py):
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from rolesmith.evaluator.compile import Statement, compiled
 from rolesmith.evaluator.match import (
@@ -222,7 +224,7 @@ def evaluate(request: Request, policies: Policies) -> Decision:
     layers["identity"] = "allow" if root and not ident.denies else outcome(ident) if policies.identity or root else "absent"
     layers["boundary"] = outcome(bound)
     layers["session"] = outcome(sess)
-    frozen = dict(layers)
+    frozen = MappingProxyType(dict(layers))
 
     if denies:
         return Decision(decision="ExplicitlyDenied", layer=denies[0][0],

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 # Principal kinds a resource-policy statement can match by, strongest first.
