@@ -185,7 +185,12 @@ def test_cli_bad_trail_record_names_it(tmp_path: Path) -> None:
     bad.write_text('{"eventName": "GetObject"\n')
     res = CliRunner().invoke(main, ["explain", str(bad)])
     assert res.exit_code == 2
-    assert res.stderr.startswith(f"Error: {bad}")
+    assert res.stderr.strip() == (f"Error: {bad}: record 0: line 1 is not valid JSON: unexpected end of data; "
+                                  "fix or remove the record, or pass --skip-bad")
+    res = CliRunner().invoke(main, ["explain", str(bad), "--skip-bad"])
+    assert res.exit_code == 0
+    assert res.stdout == "no denied events in 0 events\n"
+    assert "skipped 1 bad: invalid-json 1" in res.stderr
 
 
 # ----------------------------------------------------------------------------------------- shared data
