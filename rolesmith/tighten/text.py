@@ -33,7 +33,7 @@ def _risky(title: str, grants: tuple[RiskyGrant, ...]) -> list[str]:
             verdict = "narrowed to " + _names(list(g.now), 3)
         else:
             verdict = "KEPT on " + _names(list(g.now), 3)
-        lines += _wrap(f"{g.action} on {_names(list(g.resources), 3)}{cond} [{g.policy}]: {verdict} — {g.why}", "  ")
+        lines += _wrap(f"{g.action} on {_names(list(g.resources), 3)}{cond} [{g.policy}] ({g.why}): {verdict}", "  ")
     return lines
 
 
@@ -47,7 +47,8 @@ def format_text(report: TightenReport) -> str:
     for src in report.usage.sources:
         lines += _wrap(src, "  usage     ")
     total, used = report.granted_total, report.used_total
-    pct = f" ({100 * used / total:.1f}%)" if total else ""
+    share = 100 * used / total if total else 0.0
+    pct = "" if not total else (" (<0.1%)" if 0 < share < 0.1 else f" ({share:.1f}%)")
     lines += ["", f"{used} of {total} granted actions used{pct}", ""]
     active = [s for s in report.services if s.used or s.used_not_granted or s.evidence != "none"]
     idle = [s for s in report.services if s not in active]
