@@ -88,5 +88,6 @@ class CsmListener:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=1)
+        if self._thread.is_alive():
+            self._thread.join(timeout=1)
         self._sock.close()

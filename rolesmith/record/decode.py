@@ -19,6 +19,7 @@ from botocore.model import ServiceModel
 from rolesmith.record import models
 
 _AUTH = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request.*?Signature=([0-9a-f]+)", re.S)
+_RPC_V2 = re.compile(r"^/service/[^/]+/operation/([A-Za-z0-9]+)$")
 _S3_HOST = re.compile(r"^(?P<bucket>.+?)\.s3(?:[.-](?:[a-z0-9-]+\.)*?)?(?:dualstack\.)?(?:[a-z0-9-]*\.)?amazonaws\.com(?:\.cn)?$")
 
 
@@ -58,20 +59,23 @@ def decode(method: str, target: str, host: str, headers: Mapping[str, str], body
     if model is None:
         return None
     protocol = model.metadata.get("protocol", "")
+    protocols = set(model.metadata.get("protocols") or ()) | {protocol}
     op: str | None = None
     params: dict[str, Any] = {}
-    if protocol == "json" or (headers.get("x-amz-target") and protocol != "query"):
-        target_header = headers.get("x-amz-target", "")
-        op = target_header.rsplit(".", 1)[-1] or None
+    rpc = _RPC_V2.match(split.path)
+    if headers.get("x-amz-target"):  # awsJson 1.0/1.1: "TrentService.GenerateDataKey"
+        op = headers["x-amz-target"].rsplit(".", 1)[-1] or None
         params = _json(body)
-    elif protocol in ("query", "ec2"):
+    elif rpc and ("smithy-protocol" in headers or "smithy-rpc-v2-cbor" in protocols):
+        op = rpc.group(1)  # CBOR body: the operation, no parameters
+    elif protocols & {"query", "ec2"}:
         form = dict(parse_qsl(split.query))
         if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
             form.update(parse_qsl(body.decode("utf-8", "replace")))
         op = form.pop("Action", None)
         form.pop("Version", None)
         params = {k: v for k, v in form.items() if not k.startswith("X-Amz-")}
-    elif protocol in ("rest-json", "rest-xml"):
+    elif protocols & {"rest-json", "rest-xml"}:
         path = split.path or "/"
         if model.service_name == "s3":
             m = _S3_HOST.match(host.split(":", 1)[0])
@@ -80,7 +84,7 @@ def decode(method: str, target: str, host: str, headers: Mapping[str, str], body
         found = _match_rest(model, method, path, split.query, headers)
         if found:
             op, params = found
-            if protocol == "rest-json" and body:
+            if "rest-json" in protocols and body:
                 for k, v in _json(body).items():
                     params.setdefault(k, v)
     if not op:

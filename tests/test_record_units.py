@@ -1,0 +1,158 @@
+"""rolesmith.record pieces without a workload: decoding, casing and redaction, CSM, the hook's
+sitecustomize chaining, identities, the per-run CA, signal forwarding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rolesmith.record import models
+from rolesmith.record.decode import decode
+from rolesmith.record.identity import identity_from_arn
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "record"
+CASES = json.loads((FIXTURES / "decode_cases.json").read_text())["cases"]
+HOOK_DIR = Path(__file__).parent.parent / "rolesmith" / "record" / "hook"
+
+
+def _auth(service: str) -> str:
+    return (f"AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/{service}/aws4_request, "
+            f"SignedHeaders=host;x-amz-date, Signature=0123abcd")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_decode(case):
+    headers = {k.lower(): v for k, v in case.get("headers", {}).items()}
+    if case["auth"]:
+        headers["authorization"] = _auth(case["auth"])
+    got = decode(case["method"], case["target"], case["host"], headers, case.get("body", "").encode())
+    if case["expect"] is None:
+        assert got is None
+        return
+    assert got is not None
+    assert (got.service, got.operation, dict(got.params)) == (
+        case["expect"]["service"], case["expect"]["operation"], case["expect"]["params"])
+    assert got.region == case["expect"].get("region", "us-east-1")
+    assert got.access_key_id == "AKIAEXAMPLE"
+
+
+def test_request_parameters_use_cloudtrail_casing():
+    # Casing as in the KMS TagResource / S3 examples of shared/data/cloudtrail/awsdocs_examples.
+    assert models.to_request_parameters("kms", "TagResource", {
+        "KeyId": "k", "Tags": [{"TagKey": "Dept", "TagValue": "IT"}]}) == {
+        "keyId": "k", "tags": [{"tagKey": "Dept", "tagValue": "IT"}]}
+    assert models.to_request_parameters("kms", "Encrypt", {
+        "KeyId": "k", "EncryptionContext": {"Department": "Engineering"}, "Plaintext": b"secret"}) == {
+        "keyId": "k", "encryptionContext": {"Department": "Engineering"}}  # map keys kept, blob dropped
+    assert models.to_request_parameters("s3", "ListObjectsV2", {"Bucket": "b", "ContinuationToken": "t"}) == {
+        "bucketName": "b", "continuationToken": "t"}
+
+
+@pytest.mark.parametrize("service, operation, params, redacted", [
+    ("secretsmanager", "CreateSecret", {"Name": "db", "SecretString": "hunter2"}, "secretString"),  # sensitive shape
+    ("s3", "PutObject", {"Bucket": "b", "Key": "k", "SSECustomerKey": "hunter2"}, "sSECustomerKey"),
+    ("iam", "CreateLoginProfile", {"UserName": "u", "Password": "hunter2"}, "password"),
+    ("rds", "CreateDBInstance", {"DBInstanceIdentifier": "d", "DBInstanceClass": "c", "Engine": "e",
+                                 "MasterUserPassword": "hunter2"}, "masterUserPassword"),
+    ("unknownservice", "Anything", {"Nested": {"ClientSecret": "hunter2"}}, None),
+])
+def test_sensitive_parameters_are_redacted(service, operation, params, redacted):
+    out = models.to_request_parameters(service, operation, params)
+    assert "hunter2" not in json.dumps(out)
+    if redacted:
+        assert out[redacted] == models.REDACTED
+
+
+def test_csm_datagrams_give_actions_with_the_attempts_key():
+    from rolesmith.record.csm import CsmListener
+
+    calls = []
+    listener = CsmListener(calls.append)
+    try:
+        base = {"ClientId": "c", "Service": "S3", "Api": "PutObject", "Version": 1}
+        listener.feed(json.dumps({**base, "Type": "ApiCallAttempt", "AccessKey": "AKIAEXAMPLE",
+                                  "Region": "eu-west-1"}).encode())
+        listener.feed(json.dumps({**base, "Type": "ApiCall", "Region": "eu-west-1", "Timestamp": 1700000000000,
+                                  "FinalHttpStatusCode": 403, "FinalAwsException": "AccessDenied"}).encode())
+        listener.feed(b"not json")
+    finally:
+        listener.close()
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call.method, call.service, call.operation, call.access_key_id, call.region, call.status,
+            call.error_code, call.time) == ("csm", "s3", "PutObject", "AKIAEXAMPLE", "eu-west-1", 403,
+                                            "AccessDenied", 1700000000.0)
+    assert dict(call.params) == {}  # CSM never carries parameters: no resources
+
+
+def test_hook_chains_an_existing_sitecustomize_and_imports_nothing_eagerly(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = 'yes'\n")
+    env = dict(os.environ, PYTHONPATH=f"{HOOK_DIR}{os.pathsep}{other}", ROLESMITH_RECORD_ADDR="127.0.0.1:9")
+    code = "import os, sys; print(os.environ.get('CHAINED'), 'botocore' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["yes", "False"]
+
+
+@pytest.mark.parametrize("arn, principal_id, kind, extra", [
+    ("arn:aws:sts::123456789012:assumed-role/app/run", "AROAEXAMPLE:run", "AssumedRole",
+     {"sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE",
+                                           "arn": "arn:aws:iam::123456789012:role/app",
+                                           "accountId": "123456789012", "userName": "app"}}}),
+    ("arn:aws:iam::123456789012:user/ops/alice", "AIDAEXAMPLE", "IAMUser", {"userName": "alice"}),
+    ("arn:aws:iam::123456789012:root", "123456789012", "Root", {}),
+])
+def test_user_identity_from_caller_arn(arn, principal_id, kind, extra):
+    # userIdentity shapes: shared/reference CloudTrail userIdentity element.
+    assert identity_from_arn(arn, principal_id, "AKIAEXAMPLE") == {
+        "type": kind, "principalId": principal_id, "arn": arn, "accountId": "123456789012",
+        "accessKeyId": "AKIAEXAMPLE", **extra}
+
+
+def test_run_ca_key_is_private_and_deleted():
+    from rolesmith.record.ca import RunCA
+
+    ca = RunCA()
+    try:
+        assert stat.S_IMODE(ca.key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(ca.leaf_key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(ca.dir.stat().st_mode) == 0o700
+        assert ca.bundle.read_text().startswith(ca.cert.read_text())
+        ca.context_for("s3.amazonaws.com")
+    finally:
+        ca.close()
+    assert not ca.dir.exists()
+
+
+def test_sigterm_is_forwarded_to_the_whole_process_group(tmp_path):
+    """rolesmith gets SIGTERM: the child and its grandchild get it too, and rolesmith exits 128 + 15."""
+    marker = tmp_path / "grandchild.pid"
+    script = f"sleep 60 & echo $! > {marker}; wait"
+    proc = subprocess.Popen([sys.executable, "-m", "rolesmith.cli", "record", "-o", str(tmp_path / "out"),
+                             "--capture", "hook", "--", "sh", "-c", script],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (marker.exists() and marker.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(marker.read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert "Error: the command was killed by SIGTERM" in err
+    for _ in range(100):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the grandchild survived the forwarded SIGTERM")
