@@ -1,0 +1,316 @@
+"""Scenario YAML: the accounts, principals, policies and resources a sandbox starts with.
+
+The format is documented in the README (``rolesmith sandbox``). Policy documents may use two
+placeholders, substituted after loading so ARNs stay readable in YAML:
+``${account:NAME}`` → that account's id, ``${key:NAME}`` / ``${key:ACCOUNT/NAME}`` → the key's ARN.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from rolesmith.errors import RolesmithError
+
+Document = Mapping[str, Any]
+
+OWNERSHIP = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_PLACEHOLDER = re.compile(r"\$\{(account|key):([^}]+)\}")
+
+
+class ScenarioError(RolesmithError):
+    """The scenario file is malformed: one line naming the file, the entry and the fix."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrincipalSpec:
+    """A user or role: ``policies`` maps a policy name to its document (inline or managed alike)."""
+
+    name: str
+    kind: str  # "user" | "role"
+    account: str
+    account_name: str
+    path: str = "/"
+    policies: Mapping[str, Document] = field(default_factory=dict)
+    boundary: Document | None = None
+    trust: Document | None = None  # roles only
+    instance_profile: bool = False
+    service_linked: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:{self.kind}{self.path}{self.name}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.account_name}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BucketSpec:
+    name: str
+    account: str
+    policy: Document | None = None
+    encryption: str | None = None  # None, "AES256", or a KMS key ARN (SSE-KMS default encryption)
+    object_ownership: str = "BucketOwnerEnforced"  # the AWS default for new buckets
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeySpec:
+    name: str
+    account: str
+    key_id: str
+    region: str
+    policy: Document
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:kms:{self.region}:{self.account}:key/{self.key_id}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueSpec:
+    name: str
+    account: str
+    region: str
+    policy: Document | None = None
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccountSpec:
+    name: str
+    id: str
+    scps: tuple[tuple[Document, ...], ...] = ()  # one tuple per OU level, root first
+    rcps: tuple[tuple[Document, ...], ...] = ()
+    management: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scenario:
+    source: str
+    region: str
+    accounts: tuple[AccountSpec, ...]
+    principals: tuple[PrincipalSpec, ...]
+    buckets: tuple[BucketSpec, ...]
+    keys: tuple[KeySpec, ...]
+    queues: tuple[QueueSpec, ...]
+    run_as: str | None = None  # the principal a workload runs as by default (``ACCOUNT/NAME``)
+
+    @property
+    def default_principal(self) -> str:
+        return self.principal(self.run_as).qualified if self.run_as else self.principals[0].qualified
+
+    def account(self, account_id: str) -> AccountSpec | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+    def principal(self, name: str) -> PrincipalSpec:
+        """By ``ACCOUNT/NAME`` (account name or id), ARN, or bare name when unique."""
+        hits = [
+            p for p in self.principals
+            if name in (p.arn, p.qualified, f"{p.account}/{p.name}") or name == p.name
+        ]
+        if len(hits) != 1:
+            known = ", ".join(p.qualified for p in self.principals)
+            how = "is ambiguous" if hits else "is not declared"
+            raise ScenarioError(f"{self.source}: principal {name!r} {how}; use one of: {known}")
+        return hits[0]
+
+    def bucket(self, name: str) -> BucketSpec | None:
+        return next((b for b in self.buckets if b.name == name), None)
+
+
+def _fail(source: str, where: str, fix: str) -> ScenarioError:
+    return ScenarioError(f"{source}: {where}: {fix}")
+
+
+def _mapping(value: Any, source: str, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(source, where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _document(value: Any, source: str, where: str) -> Document:
+    if not isinstance(value, Mapping) or "Statement" not in value:
+        raise _fail(source, where, 'expected a policy document with "Statement"')
+    return value
+
+
+def _levels(value: Any, source: str, where: str) -> tuple[tuple[Document, ...], ...]:
+    """SCPs/RCPs: a list of documents (one level) or a list of lists (one per OU level)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(source, where, "expected a list of policy documents (or of lists, one per OU level)")
+    if all(isinstance(v, list) for v in value):
+        return tuple(tuple(_document(d, source, f"{where}[{i}]") for d in lvl) for i, lvl in enumerate(value))
+    return (tuple(_document(d, source, f"{where}[{i}]") for i, d in enumerate(value)),)
+
+
+def _default_key_policy(account: str) -> Document:
+    # The default key policy: the account root gets kms:*, which delegates the key to IAM
+    # (shared/reference/s3_kms/kms-dg__key-policy-default.md).
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"}]}
+
+
+def _substitute(value: Any, table: Mapping[tuple[str, str], str], source: str, where: str) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            hit = table.get((m.group(1), m.group(2)))
+            if hit is None:
+                raise _fail(source, where, f"unknown placeholder {m.group(0)}: declare that {m.group(1)}")
+            return hit
+        return _PLACEHOLDER.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, table, source, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, table, source, where) for v in value]
+    return value
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ScenarioError(f"{source}: cannot read: {err.strerror}; pass an existing scenario YAML") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ScenarioError(f"{source}: {line}invalid YAML; fix the syntax") from err
+    return parse_scenario(raw, source=source)
+
+
+def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
+    top = _mapping(raw, source, "top level")
+    unknown = set(top) - {"region", "accounts", "run_as"}
+    if unknown:
+        raise _fail(source, "top level", f"unknown keys {sorted(unknown)}; allowed: region, run_as, accounts")
+    region = str(top.get("region") or "us-east-1")
+    accounts_raw = _mapping(top.get("accounts"), source, "accounts")
+    if not accounts_raw:
+        raise _fail(source, "accounts", "declare at least one account")
+
+    # First pass: account ids and key ARNs, so placeholders resolve anywhere.
+    table: dict[tuple[str, str], str] = {}
+    ids: dict[str, str] = {}
+    for aname, acc in accounts_raw.items():
+        acc = _mapping(acc, source, f"accounts.{aname}")
+        aid = str(acc.get("id", ""))
+        if not _ACCOUNT_ID.match(aid):
+            raise _fail(source, f"accounts.{aname}.id", "expected a 12-digit account id (quote it in YAML)")
+        if aid in ids.values():
+            raise _fail(source, f"accounts.{aname}.id", f"account id {aid} is declared twice")
+        ids[str(aname)] = aid
+        table[("account", str(aname))] = aid
+    key_ids: dict[tuple[str, str], str] = {}
+    for aname, acc in accounts_raw.items():
+        for kname, kraw in _mapping(acc.get("keys"), source, f"accounts.{aname}.keys").items():
+            kraw = _mapping(kraw, source, f"accounts.{aname}.keys.{kname}")
+            kid = str(kraw.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"rolesmith-sandbox/{ids[aname]}/{kname}"))
+            key_ids[(str(aname), str(kname))] = kid
+            arn = f"arn:aws:kms:{region}:{ids[aname]}:key/{kid}"
+            table[("key", f"{aname}/{kname}")] = arn
+            table.setdefault(("key", str(kname)), arn)
+
+    accounts: list[AccountSpec] = []
+    principals: list[PrincipalSpec] = []
+    buckets: list[BucketSpec] = []
+    keys: list[KeySpec] = []
+    queues: list[QueueSpec] = []
+    allowed = {"id", "users", "roles", "buckets", "keys", "queues", "scps", "rcps", "management"}
+    for aname, acc in accounts_raw.items():
+        where = f"accounts.{aname}"
+        acc = _substitute(_mapping(acc, source, where), table, source, where)
+        extra = set(acc) - allowed
+        if extra:
+            raise _fail(source, where, f"unknown keys {sorted(extra)}; allowed: {', '.join(sorted(allowed))}")
+        aid = ids[aname]
+        accounts.append(AccountSpec(name=str(aname), id=aid, scps=_levels(acc.get("scps"), source, f"{where}.scps"),
+                                    rcps=_levels(acc.get("rcps"), source, f"{where}.rcps"),
+                                    management=bool(acc.get("management", False))))
+        for kind in ("user", "role"):
+            for pname, praw in _mapping(acc.get(kind + "s"), source, f"{where}.{kind}s").items():
+                pw = f"{where}.{kind}s.{pname}"
+                praw = _mapping(praw, source, pw)
+                pols = {str(n): _document(d, source, f"{pw}.policies.{n}")
+                        for n, d in _mapping(praw.get("policies"), source, f"{pw}.policies").items()}
+                trust = praw.get("trust")
+                if kind == "role" and trust is None:
+                    raise _fail(source, pw, "a role needs a trust policy (key 'trust')")
+                path = str(praw.get("path", "/"))
+                if not (path.startswith("/") and path.endswith("/")):
+                    raise _fail(source, f"{pw}.path", "an IAM path starts and ends with '/'")
+                principals.append(PrincipalSpec(
+                    name=str(pname), kind=kind, account=aid, account_name=str(aname), path=path, policies=pols,
+                    boundary=_document(praw["boundary"], source, f"{pw}.boundary") if praw.get("boundary") else None,
+                    trust=_document(trust, source, f"{pw}.trust") if trust is not None else None,
+                    instance_profile=bool(praw.get("instance_profile", False)),
+                    service_linked=bool(praw.get("service_linked", False)),
+                    tags={str(k): str(v) for k, v in _mapping(praw.get("tags"), source, f"{pw}.tags").items()}))
+        for bname, braw in _mapping(acc.get("buckets"), source, f"{where}.buckets").items():
+            bw = f"{where}.buckets.{bname}"
+            braw = _mapping(braw, source, bw)
+            own = str(braw.get("object_ownership", "BucketOwnerEnforced"))
+            if own not in OWNERSHIP:
+                raise _fail(source, f"{bw}.object_ownership", f"expected one of {', '.join(OWNERSHIP)}")
+            enc = braw.get("encryption")
+            if isinstance(enc, Mapping):
+                ref = str(enc.get("kms_key", ""))
+                enc = table.get(("key", ref)) or table.get(("key", f"{aname}/{ref}")) or (ref if ref.startswith("arn:aws:kms:") else None)
+                if enc is None:
+                    raise _fail(source, f"{bw}.encryption.kms_key", f"unknown key {ref!r}: name a declared key or a key ARN")
+            elif enc not in (None, "AES256"):
+                raise _fail(source, f"{bw}.encryption", "expected AES256 or {kms_key: NAME}")
+            if any(b.name == bname for b in buckets):
+                raise _fail(source, bw, "bucket names are global: this one is declared twice")
+            buckets.append(BucketSpec(
+                name=str(bname), account=aid, object_ownership=own, encryption=enc,
+                policy=_document(braw["policy"], source, f"{bw}.policy") if braw.get("policy") else None))
+        for kname, kraw in _mapping(acc.get("keys"), source, f"{where}.keys").items():
+            kw = f"{where}.keys.{kname}"
+            kraw = _mapping(kraw, source, kw)
+            aliases = tuple(str(a) for a in kraw.get("aliases", ()) or ())
+            bad = [a for a in aliases if not a.startswith("alias/") or a.startswith("alias/aws/")]
+            if bad:
+                raise _fail(source, f"{kw}.aliases", f"{bad[0]!r}: aliases start with 'alias/' and not 'alias/aws/'")
+            keys.append(KeySpec(
+                name=str(kname), account=aid, key_id=key_ids[(str(aname), str(kname))], region=region,
+                policy=_document(kraw["policy"], source, f"{kw}.policy") if kraw.get("policy") else _default_key_policy(aid),
+                aliases=aliases))
+        for qname, qraw in _mapping(acc.get("queues"), source, f"{where}.queues").items():
+            qw = f"{where}.queues.{qname}"
+            qraw = _mapping(qraw, source, qw)
+            queues.append(QueueSpec(name=str(qname), account=aid, region=region,
+                                    policy=_document(qraw["policy"], source, f"{qw}.policy") if qraw.get("policy") else None))
+    seen: set[str] = set()
+    for p in principals:
+        if p.arn in seen:
+            raise _fail(source, p.qualified, "declared twice")
+        seen.add(p.arn)
+    if not principals:
+        raise _fail(source, "accounts", "declare at least one user or role to run as")
+    scenario = Scenario(source=source, region=region, accounts=tuple(accounts), principals=tuple(principals),
+                        buckets=tuple(buckets), keys=tuple(keys), queues=tuple(queues),
+                        run_as=str(top["run_as"]) if top.get("run_as") else None)
+    scenario.default_principal  # noqa: B018 - validates run_as now, with the file name in the error
+    return scenario
