@@ -42,7 +42,8 @@ def _full_state(iam, name: str) -> dict:
             continue
         versions[arn] = sorted((v["VersionId"], v["IsDefaultVersion"]) for v in iam.list_policy_versions(PolicyArn=arn)["Versions"])
     role = iam.get_role(RoleName=name)["Role"]
-    return {**state, "versions": versions, "trust": role["AssumeRolePolicyDocument"]}
+    return {**state, "versions": versions, "trust": role["AssumeRolePolicyDocument"],
+            "boundary": role.get("PermissionsBoundary")}
 
 
 def _report(session):
@@ -162,3 +163,26 @@ def test_backup_of_another_role(aws, tmp_path: Path) -> None:
     with pytest.raises(TightenInputError) as err:
         rollback_role("other-role", tmp_path / "b.json", session=aws)
     assert str(err.value) == f"{tmp_path / 'b.json'}: a backup of role data-pipeline, not other-role; pass that role's backup"
+
+
+def test_boundary_is_read_counted_and_left_alone(aws, tmp_path: Path) -> None:
+    """A boundary caps what the identity policies grant
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html): only S3 reads
+    and writes count as granted, and apply/rollback never touch it."""
+    iam = aws.client("iam")
+    cap = iam.create_policy(PolicyName="cap", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:PutObject"], "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.create_role(RoleName="data-pipeline", AssumeRolePolicyDocument=json.dumps(TRUST), PermissionsBoundary=cap)
+    iam.put_role_policy(RoleName="data-pipeline", PolicyName="all-s3", PolicyDocument=json.dumps(_managed_doc("AmazonS3FullAccess")))
+    before = _full_state(iam, "data-pipeline")
+    report = _report(aws)
+    assert report.to_dict()["boundary"] == cap
+    s3 = next(s for s in report.services if s.service == "s3")
+    from rolesmith.tighten._dataset import expand_actions
+
+    assert s3.granted == len(expand_actions("s3:Get*") | expand_actions("s3:List*") | {"s3:PutObject"})
+    assert not any(s.service == "s3-object-lambda" and s.granted for s in report.services)
+    apply_replacement(report, tmp_path / "b.json", session=aws)
+    assert iam.get_role(RoleName="data-pipeline")["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == cap
+    rollback_role("data-pipeline", tmp_path / "b.json", session=aws)
+    assert _full_state(iam, "data-pipeline") == before
