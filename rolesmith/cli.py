@@ -317,5 +317,41 @@ def simulate(policies_dir: Path | None, principal: str | None, action: str | Non
             click.echo(_json.dumps(answer))
 
 
+@main.command()
+@click.option("--scenario", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scenario YAML: accounts, users/roles and their policies, buckets, keys, queues.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True, metavar="N",
+              help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Write CloudTrail log files under DIR/AWSLogs/ACCOUNT/CloudTrail/REGION/….")
+def sandbox(scenario: Path, port: int, log_dir: Path | None) -> None:
+    """Serve a local multi-account AWS endpoint on 127.0.0.1 that enforces the scenario's IAM, bucket
+    and key policies (moto keeps the state) and writes CloudTrail, until Ctrl-C.
+
+    Prints the endpoint and, per principal, the AWS_* variables to run as it (sandbox-only
+    credentials).
+    """
+    import signal as _signal
+    import threading
+
+    from rolesmith.sandbox import start_sandbox
+    from rolesmith.sandbox.server import describe
+
+    with _errors():
+        handle = start_sandbox(scenario, port=port, log_dir=log_dir)
+    done = threading.Event()
+    _signal.signal(_signal.SIGTERM, lambda *_: done.set())
+    try:
+        for line in describe(handle):
+            click.echo(line)
+        click.echo("\nServing until Ctrl-C.", err=True)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
