@@ -265,3 +265,22 @@ def test_writer_principal_is_the_role_not_the_session() -> None:
     assert WRITER.session == "nightly"
     ps = policies_from_graph(secure_inbox_graph(), BuildOptions())
     assert "nightly" not in repr(ps.to_dict())
+
+
+def test_ids_created_in_the_trail_are_widened_but_chosen_ones_are_not() -> None:
+    # The security group EMR creates (CreateSecurityGroup response groupId) is new every run; the subnet
+    # the user chose is not (issue 2 §7: widen only what the evidence shows is generated per run).
+    sg = f"arn:aws:ec2:us-east-1:{A}:security-group/sg-0a1b2c3d4e5f60789"
+    subnet = f"arn:aws:ec2:us-east-1:{A}:subnet/subnet-0123456789abcdef0"
+    create = ev("CreateSecurityGroup", "ec2.amazonaws.com", eid="c1")
+    create = Event(**{**{f: getattr(create, f) for f in create.__slots__}, "response": {"groupId": "sg-0a1b2c3d4e5f60789"}})
+    run = (ev("RunInstances", "ec2.amazonaws.com", eid="r1"),
+           EventUses(uses=(Use(action="ec2:RunInstances", resource=sg), Use(action="ec2:RunInstances", resource=subnet))))
+    with_create = graph_of((create, EventUses(uses=(Use(action="ec2:CreateSecurityGroup", resource=sg),))), run)
+    assert with_create.created == {"sg-0a1b2c3d4e5f60789"}
+    stmts = policies_from_graph(with_create, BuildOptions()).identity_policies[0].policy["Statement"]
+    assert [s["Resource"] for s in stmts] == [
+        f"arn:aws:ec2:us-east-1:{A}:security-group/*",
+        [f"arn:aws:ec2:us-east-1:{A}:security-group/*", subnet]]
+    without = policies_from_graph(graph_of(run), BuildOptions()).identity_policies[0].policy["Statement"]
+    assert without[0]["Resource"] == sorted([sg, subnet])

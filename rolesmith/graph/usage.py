@@ -21,6 +21,7 @@ and a capped table of link contexts are kept, never the events themselves.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
@@ -33,6 +34,12 @@ from rolesmith.trail.model import Event, Principal
 PNode = tuple[str, str]
 
 _ASSUME_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"})
+# Ids AWS mints in a response (RunInstances, CreateSecurityGroup, RunJobFlow …): evidence for
+# ``--generalize safe`` that the id is new every run. Only creation calls are scanned (cheap), and the
+# set is capped so memory stays bounded on huge trails.
+_CREATING = ("Create", "Run", "Allocate", "Launch", "Request", "Start")
+_CREATED_ID = re.compile(r"^(?:sg|i|vol|eni|snap|lt|j|r|fleet|sir)-[0-9A-Za-z]{6,}$")
+CREATED_CAP = 10_000
 # s3:PutObject and friends whose x-amz-acl header decides the bucket-policy condition.
 _ACL_ACTIONS = frozenset({"s3:PutObject", "s3:PutObjectAcl"})
 # A service-invoked call made for the same principal (KMS data key for an S3 upload) happens while
@@ -92,6 +99,19 @@ def _arn_values(value: Any) -> Iterator[str]:
             yield from _arn_values(item)
 
 
+def _created_ids(value: Any, out: set[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str):
+                if key.endswith("Id") and _CREATED_ID.match(item):
+                    out.add(item)
+            else:
+                _created_ids(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _created_ids(item, out)
+
+
 def _acl_header(request: Any) -> str:
     value = request.get("x-amz-acl") if isinstance(request, dict) else None
     if isinstance(value, list):  # some trails log headers as one-element lists
@@ -125,6 +145,7 @@ class UsageGraph:
         self.unattributable_events: list[str] = []
         self.unmapped: Counter[str] = Counter()  # "source:name: reason" -> events
         self.unmapped_events: dict[str, list[str]] = {}
+        self.created: set[str] = set()  # resource ids the trail shows AWS generating (see _CREATED_ID)
 
     # -- building -------------------------------------------------------------------------------
 
@@ -169,6 +190,8 @@ class UsageGraph:
         for use in event_uses.inferred:
             self._record(principal, use, event, denied=denied, observed=False, contexts=contexts, match=match,
                          acl=acl)
+        if not denied and event.response and event.name.startswith(_CREATING) and len(self.created) < CREATED_CAP:
+            _created_ids(event.response, self.created)
         if event.name in _ASSUME_EVENTS and event.source.startswith("sts.") and not denied:
             self._record_assume(principal, event, event_uses)
 

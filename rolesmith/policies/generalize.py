@@ -90,16 +90,26 @@ def shared_prefix(keys: Iterable[str]) -> str:
     return prefix[: cut + 1] if cut >= 0 else ""
 
 
-def generalize(resources: Iterable[str]) -> tuple[dict[str, str], list[Widening]]:
+def created_in_trail(arn: str, created: Iterable[str] | frozenset[str]) -> tuple[str, str, str] | None:
+    """(rule, widened ARN, why) when the ARN's last segment is an id a response in the trail created."""
+    head, slash, last = arn.rpartition("/")
+    if slash and last in created:
+        return "created-in-trail", f"{head}/*", f"{last} was created by a call in this trail, so it is new every run"
+    return None
+
+
+def generalize(resources: Iterable[str], created: frozenset[str] | set[str] = frozenset()
+               ) -> tuple[dict[str, str], list[Widening]]:
     """Map each resource ARN of one (principal, action, conditions) group to its generalised form.
 
-    Returns (original -> generalised, widenings applied). Resources not widened map to themselves.
+    ``created`` are ids the trail shows AWS generating (in responses of creation calls). Returns
+    (original -> generalised, widenings applied). Resources not widened map to themselves.
     """
     out: dict[str, str] = {}
     widened: dict[tuple[str, str, str], list[str]] = {}
     objects: dict[str, list[tuple[str, str]]] = {}
     for arn in resources:
-        found = generated_id(arn)
+        found = generated_id(arn) or created_in_trail(arn, created)
         if found is not None:
             rule, new, why = found
             out[arn] = new

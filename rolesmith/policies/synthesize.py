@@ -166,7 +166,7 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
                              f"{use.principal} was denied {use.action} on {use.resource} ({use.count}x); not granted"
                              " (use --include-denied to grant it, or rolesmith explain)", use.events)
 
-    resource_of = _generalize(granted, options, findings)
+    resource_of = _generalize(granted, options, findings, graph.created)
 
     identity = _identity_policies(granted, resource_of)
     resource_policies = [
@@ -211,7 +211,7 @@ def _grantable(use: GraphUse, findings: _Findings) -> bool:
 
 
 def _generalize(granted: list[tuple[GraphUse, tuple[Condition, ...]]], options: BuildOptions,
-                findings: _Findings) -> dict[tuple[Any, ...], str]:
+                findings: _Findings, created: set[str]) -> dict[tuple[Any, ...], str]:
     """(principal, action, resource, conditions) -> resource ARN as it goes into the policies."""
     out: dict[tuple[Any, ...], str] = {}
     groups: dict[tuple[Any, ...], list[GraphUse]] = {}
@@ -221,11 +221,12 @@ def _generalize(granted: list[tuple[GraphUse, tuple[Condition, ...]]], options: 
         if options.generalize == "none":
             mapping = {u.resource: u.resource for u in uses}
         else:
-            mapping, widenings = generalize(u.resource for u in uses)
+            mapping, widenings = generalize((u.resource for u in uses), created)
             for w in widenings:
                 events = [e for u in uses if u.resource in w.original for e in u.events]
+                shown = ", ".join(w.original[:3]) + (f" and {len(w.original) - 3} more" if len(w.original) > 3 else "")
                 findings.add("GENERALIZED",
-                             f"{principal}: {action} on {w.widened} instead of {', '.join(w.original)}: {w.why}"
+                             f"{principal}: {action} on {w.widened} instead of {shown}: {w.why}"
                              " (--generalize none keeps exact ARNs)", events)
         for use in uses:
             out[(principal, action, use.resource, conds)] = mapping[use.resource]

@@ -1,0 +1,259 @@
+"""`rolesmith build` / `rolesmith graph` end to end on the fixture trails: goldens, CLI, wheel, acceptance.
+
+Goldens live in fixtures/golden/<trail>.json (``--format json``) and <trail>.yaml
+(``--format cloudformation``). After an intended change, regenerate them with
+``ROLESMITH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_build.py`` and review the diff.
+
+Acceptance (issue 2): every successful call in each fixture trail is allowed by the policies built
+from it, judged by the local evaluator (rolesmith.evaluator), and nearby calls the trail never shows
+(fixtures/trails/unobserved.json: another bucket, DeleteObject, …) are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from rolesmith.actions import uses_for
+from rolesmith.cli import main
+from rolesmith.evaluator import NamedPolicy, Policies, Request, evaluate
+from rolesmith.policies import BuildOptions, PolicySet, build_policies
+from rolesmith.render import render
+from rolesmith.trail import read_trail
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAILS = ROOT / "fixtures" / "trails"
+GOLDEN = ROOT / "fixtures" / "golden"
+FIXTURES = ("secure_inbox", "emr_launch", "lambda_dynamodb")
+UPDATE = os.environ.get("ROLESMITH_UPDATE_GOLDEN") == "1"
+SECRETS = ("doNotEmit", "ASIAEXAMPLE", "AKIAEXAMPLE")  # session tokens and access key ids in the fixtures
+
+
+@cache
+def built(name: str) -> PolicySet:
+    return build_policies([TRAILS / f"{name}.jsonl"], BuildOptions()).policies
+
+
+def _golden(path: Path, text: str) -> None:
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.is_file(), f"{path} missing: run with ROLESMITH_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8"), f"{path.name} changed: review, then ROLESMITH_UPDATE_GOLDEN=1"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+@pytest.mark.parametrize("fmt, ext", [("json", "json"), ("cloudformation", "yaml")])
+def test_cli_build_matches_the_golden_output(name: str, fmt: str, ext: str) -> None:
+    result = CliRunner().invoke(main, ["build", str(TRAILS / f"{name}.jsonl"), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    _golden(GOLDEN / f"{name}.{ext}", result.stdout)
+    for secret in SECRETS:
+        assert secret not in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("rolesmith: ")
+
+
+def test_quickstart_prints_the_secure_inbox_policies() -> None:
+    # README quickstart: `rolesmith build fixtures/trails/secure_inbox.jsonl`.
+    result = CliRunner().invoke(main, ["build", "fixtures/trails/secure_inbox.jsonl"]) if Path.cwd() == ROOT else \
+        CliRunner().invoke(main, ["build", str(TRAILS / "secure_inbox.jsonl")])
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert [p["principal"] for p in doc["identity_policies"]] == [
+        "arn:aws:iam::111122223333:role/report-writer", "arn:aws:iam::111122223333:user/ci-runner"]
+    kinds = sorted((p["kind"], p["resource"]) for p in doc["resource_policies"])
+    assert kinds == [
+        ("kms-key", "arn:aws:kms:us-east-1:111122223333:key/1111aaaa-22bb-33cc-44dd-5555eeee6666"),
+        ("kms-key", "arn:aws:kms:us-east-1:444455556666:key/7777ffff-88aa-99bb-00cc-1111dddd2222"),
+        ("s3-bucket", "arn:aws:s3:::secure-inbox-444455556666"),
+    ]
+
+
+def test_cli_output_dir_writes_one_file_per_policy(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", str(TRAILS / "lambda_dynamodb.jsonl"), "--format", "cloudformation",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert sorted(p.name for p in out.iterdir()) == ["findings.json", "role-orders-reader-exec.yaml"]
+    assert str(out / "role-orders-reader-exec.yaml") in result.stderr.splitlines()
+
+
+def test_cli_principal_filter_and_unknown_principal() -> None:
+    trail = str(TRAILS / "secure_inbox.jsonl")
+    ok = CliRunner().invoke(main, ["build", trail, "--principal", "arn:aws:iam::111122223333:user/ci-runner"])
+    assert ok.exit_code == 0
+    doc = json.loads(ok.stdout)
+    assert [p["principal"] for p in doc["identity_policies"]] == ["arn:aws:iam::111122223333:user/ci-runner"]
+    assert doc["resource_policies"] == [] and doc["trust_policies"] == []
+    bad = CliRunner().invoke(main, ["build", trail, "--principal", "arn:aws:iam::111122223333:role/nobody"])
+    assert bad.exit_code == 2
+    assert bad.stderr == (
+        "Error: --principal arn:aws:iam::111122223333:role/nobody: no events of this principal in the trail; fix: use"
+        " one of: arn:aws:iam::111122223333:role/report-writer, arn:aws:iam::111122223333:user/ci-runner\n")
+
+
+def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"eventSource": "s3.amazonaws.com"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", str(bad)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {bad}: record 0: ") and line.endswith("pass --skip-bad")
+    skipped = CliRunner().invoke(main, ["build", str(bad), "--skip-bad"])
+    assert skipped.exit_code == 0
+    assert json.loads(skipped.stdout)["identity_policies"] == []
+
+
+def test_cli_bad_option_values() -> None:
+    trail = str(TRAILS / "secure_inbox.jsonl")
+    result = CliRunner().invoke(main, ["build", trail, "--account-of", "bucket-without-account"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--account-of': expected KEY=VALUE, got 'bucket-without-account'" in result.stderr
+    missing = CliRunner().invoke(main, ["build", "no/such/trail.jsonl"])
+    assert missing.exit_code == 2
+    assert "Path 'no/such/trail.jsonl' does not exist." in missing.stderr
+
+
+def test_cli_cloudformation_of_nothing_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", str(empty), "--format", "cloudformation"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: nothing to render: the trail gave no policies; fix: check the findings with"
+                             " --format json\n")
+
+
+def test_cli_account_of_and_key_admin_reach_the_policies() -> None:
+    result = CliRunner().invoke(main, ["build", str(TRAILS / "secure_inbox.jsonl"), "--key-admin",
+                                       "arn:aws:iam::444455556666:role/KeyAdmin", "--generalize", "none"])
+    doc = json.loads(result.stdout)
+    keys = [p for p in doc["resource_policies"] if p["kind"] == "kms-key"]
+    assert {k["policy"]["Statement"][0]["Principal"]["AWS"] for k in keys} == {"arn:aws:iam::444455556666:role/KeyAdmin"}
+    assert not [f for f in doc["findings"] if f["code"] == "GENERALIZED"]
+
+
+@pytest.mark.parametrize("fmt, first", [("json", "{"), ("dot", "digraph usage {"), ("mermaid", "flowchart LR")])
+def test_cli_graph_exports(fmt: str, first: str) -> None:
+    result = CliRunner().invoke(main, ["graph", str(TRAILS / "secure_inbox.jsonl"), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == first
+    for secret in SECRETS + ("nightly-report",):
+        assert secret not in result.stdout
+    if fmt == "json":
+        doc = json.loads(result.stdout)
+        invoked = [e for e in doc["edges"] if e["kind"] == "invoked-by"]
+        assert {(e["source"].split(" | ")[1], e["target"].split(" | ")[1]) for e in invoked} >= {
+            ("kms:GenerateDataKey", "s3:PutObject"), ("kms:Decrypt", "s3:GetObject")}
+        assert [e["target"] for e in doc["edges"] if e["kind"] == "assumes"] == [
+            "principal:arn:aws:iam::111122223333:role/report-writer"]
+
+
+def test_wheel_ships_the_templates(tmp_path: Path) -> None:
+    from hatchling.builders.wheel import WheelBuilder
+
+    [wheel] = list(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"]))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    for template in (ROOT / "templates").rglob("*.j2"):
+        assert f"rolesmith/templates/{template.relative_to(ROOT / 'templates').as_posix()}" in names
+    # The installed package renders from its own copy (no repository templates/ next to it).
+    code = ("import json, rolesmith.render as r; from rolesmith.policies import build_policies;"
+            f"ps = build_policies([{str(TRAILS / 'lambda_dynamodb.jsonl')!r}]).policies;"
+            "print(json.dumps([str(d) for d in r.template_dirs() if d.is_dir()]));"
+            "print(r.render(ps, fmt='cloudformation')['rolesmith.yaml'][:40])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, cwd=tmp_path)
+    dirs, head = proc.stdout.split("\n", 1)
+    assert json.loads(dirs) == [str(tmp_path / "site" / "rolesmith" / "templates")]
+    assert head.startswith("# Written by rolesmith")
+
+
+# -- acceptance with the evaluator -----------------------------------------------------------------
+
+def _policies_for(ps: PolicySet, principal: str, action: str, resource: str) -> Policies:
+    identity = tuple(NamedPolicy(name=f"identity {p.principal}", document=p.policy)
+                     for p in ps.identity_policies if p.principal == principal)
+    target, kind = None, None
+    if action.startswith("s3:") and ":s3:::" in resource:
+        target, kind = "arn:aws:s3:::" + resource.split(":::", 1)[1].split("/", 1)[0], "s3-bucket"
+    elif action.startswith("kms:"):
+        target, kind = resource, "kms-key"
+    if action.startswith("sts:"):
+        trust = [t for t in ps.trust_policies if t.role == resource]
+        doc = trust[0].policy if trust else {"Version": "2012-10-17", "Statement": []}
+        return Policies(identity=identity, resource=NamedPolicy(name="trust", document=doc), resource_kind="role-trust")
+    found = [p for p in ps.resource_policies if p.resource == target]
+    if kind == "kms-key" and not found:
+        # No key policy written: the key stays with its default policy (the account root, i.e. IAM decides).
+        found_doc: dict[str, Any] = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{resource.split(':')[4]}:root"},
+            "Action": "kms:*", "Resource": "*"}]}
+        return Policies(identity=identity, resource=NamedPolicy(name="default key policy", document=found_doc),
+                        resource_kind=kind)
+    if found:
+        return Policies(identity=identity, resource=NamedPolicy(name=f"{kind} {target}", document=found[0].policy),
+                        resource_kind=kind)
+    return Policies(identity=identity)
+
+
+def _observed_requests(name: str) -> list[tuple[str, Request]]:
+    out = []
+    for event in read_trail([TRAILS / f"{name}.jsonl"]):
+        principal = event.principal
+        if event.denied or principal is None:
+            continue
+        mapped = uses_for(event)
+        for use in (*mapped.uses, *mapped.inferred):
+            context: dict[str, Any] = {key: value for _, key, value in use.conditions}
+            if principal.account:
+                context.setdefault("kms:CallerAccount", principal.account)
+                context.setdefault("aws:PrincipalAccount", principal.account)
+            acl = event.request.get("x-amz-acl")
+            if acl and use.action.startswith("s3:Put"):
+                context["s3:x-amz-acl"] = acl
+            request = Request(principal=principal.arn, principal_account=principal.account or "",
+                              action=use.action, resource=use.resource,
+                              resource_account=use.resource_account, context=context,
+                              session_arn=principal.session_arn)
+            out.append((f"{event.name} {event.event_id} {use.action} {use.resource}", request))
+    return out
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_every_observed_call_is_allowed_by_the_built_policies(name: str) -> None:
+    ps = built(name)
+    requests = _observed_requests(name)
+    assert requests
+    refused = []
+    for label, request in requests:
+        decision = evaluate(request, _policies_for(ps, request.principal, request.action, request.resource))
+        if not decision.allowed:
+            refused.append(f"{label}: {decision.decision} at {decision.layer}")
+    assert refused == []
+
+
+def _unobserved() -> list[dict[str, Any]]:
+    return json.loads((TRAILS / "unobserved.json").read_text(encoding="utf-8"))["cases"]
+
+
+@pytest.mark.parametrize("case", _unobserved(), ids=lambda c: f"{c['trail']}: {c['why']}")
+def test_nearby_unobserved_calls_are_not_allowed(case: dict[str, Any]) -> None:
+    ps = built(case["trail"])
+    principal = case["principal"]
+    account = principal.split(":")[4] if principal.startswith("arn:") else ""
+    request = Request(principal=principal, principal_account=account, action=case["action"],
+                      resource=case["resource"], resource_account=case.get("resource_account"),
+                      context=case.get("context", {}))
+    decision = evaluate(request, _policies_for(ps, principal, case["action"], case["resource"]))
+    assert not decision.allowed, decision
