@@ -186,3 +186,30 @@ def test_boundary_is_read_counted_and_left_alone(aws, tmp_path: Path) -> None:
     assert iam.get_role(RoleName="data-pipeline")["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == cap
     rollback_role("data-pipeline", tmp_path / "b.json", session=aws)
     assert _full_state(iam, "data-pipeline") == before
+
+
+def test_a_shared_managed_policy_is_not_rewritten(aws, tmp_path: Path) -> None:
+    """A new version of a policy attached elsewhere would tighten the other role too: inline instead."""
+    iam = aws.client("iam")
+    arn = iam.create_policy(PolicyName="shared", PolicyDocument=json.dumps(_managed_doc("AmazonS3FullAccess")))["Policy"]["Arn"]
+    for role in ("data-pipeline", "other"):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(TRUST))
+        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+    change = apply_replacement(_report(aws), tmp_path / "b.json", session=aws)
+    assert change.actions == (f"iam:PutRolePolicy data-pipeline {INLINE_NAME}", f"iam:DetachRolePolicy data-pipeline {arn}")
+    assert [v["VersionId"] for v in iam.list_policy_versions(PolicyArn=arn)["Versions"]] == ["v1"]
+
+
+def test_a_policy_with_five_versions_is_refused(aws, tmp_path: Path) -> None:
+    iam = aws.client("iam")
+    iam.create_role(RoleName="data-pipeline", AssumeRolePolicyDocument=json.dumps(TRUST))
+    doc = json.dumps(_managed_doc("AmazonS3FullAccess"))
+    arn = iam.create_policy(PolicyName="busy", PolicyDocument=doc)["Policy"]["Arn"]
+    for _ in range(4):
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=doc)
+    iam.attach_role_policy(RoleName="data-pipeline", PolicyArn=arn)
+    with pytest.raises(TightenInputError) as err:
+        apply_replacement(_report(aws), tmp_path / "b.json", session=aws)
+    assert str(err.value) == (f"{arn}: has 5 versions, IAM's maximum; delete a non-default version first "
+                              "(--apply never deletes one: --rollback could not restore it)")
+    assert not (tmp_path / "b.json").exists()

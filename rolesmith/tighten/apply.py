@@ -4,8 +4,8 @@ The backup file is written *before* IAM is changed, so a run that fails half way
 back. Trust policy and permissions boundary are never changed.
 
 Two ways to write the replacement:
-- the role's only grant is one customer-managed policy: a new default version of it
-  (``CreatePolicyVersion``; rollback sets the old default back and deletes the new version);
+- the role's only grant is one customer-managed policy attached to nothing else: a new default version
+  of it (``CreatePolicyVersion``; rollback sets the old default back and deletes the new version);
 - otherwise: an inline policy ``rolesmith-tightened`` replaces the others (attached managed policies
   are detached, other inline policies deleted; rollback puts every one of them back).
 """
@@ -27,6 +27,7 @@ BACKUP_FORMAT = "rolesmith-tighten-backup/1"
 # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
 INLINE_ROLE_LIMIT = 10_240
 MANAGED_LIMIT = 6_144
+MAX_VERSIONS = 5  # versions a managed policy can have (same page)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,6 +84,11 @@ def apply_replacement(report: TightenReport, backup: Path, *, session: Any = Non
         raise _refused(err, f"reading {name}") from err
     own = [a for a in state["attached_policies"] if ":aws:policy/" not in a]
     strategy = "managed-version" if len(state["attached_policies"]) == 1 and own and not state["inline_policies"] else "inline"
+    if strategy == "managed-version":
+        try:
+            strategy = _version_strategy(iam, own[0], name)
+        except ClientError as err:
+            raise _refused(err, f"reading {own[0]}") from err
     limit = MANAGED_LIMIT if strategy == "managed-version" else INLINE_ROLE_LIMIT
     if _size(doc) > limit:
         raise TightenInputError(f"{report.role}: the replacement is {_size(doc)} characters, over IAM's {limit}; "
@@ -122,6 +128,21 @@ def apply_replacement(report: TightenReport, backup: Path, *, session: Any = Non
     finally:
         backup.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return Change(role=role_arn, backup=backup, actions=tuple(actions))
+
+
+def _version_strategy(iam: Any, arn: str, role_name: str) -> str:
+    """``managed-version`` only when the policy is this role's alone and has room for a new version."""
+    users = iam.list_entities_for_policy(PolicyArn=arn)
+    roles = [r["RoleName"] for r in users.get("PolicyRoles", [])]
+    if roles != [role_name] or users.get("PolicyUsers") or users.get("PolicyGroups"):
+        return "inline"  # a new version would change every other principal it is attached to
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    if len(versions) >= MAX_VERSIONS:
+        raise TightenInputError(
+            f"{arn}: has {len(versions)} versions, IAM's maximum; delete a non-default version first "
+            "(--apply never deletes one: --rollback could not restore it)"
+        )
+    return "managed-version"
 
 
 def load_backup(path: Path) -> dict[str, Any]:
