@@ -83,8 +83,51 @@ def _plan(source: str, name: str) -> tuple[str, str | None, object]:
     return ("actions", service, (action,))
 
 
+# Trails repeat themselves (the same call on the same resources, thousands of times): results are
+# memoised on everything the mapping reads. Bounded, so memory tracks distinct calls, not events.
+_MEMO_LIMIT = 131072
+
+
+@cache
+def _memo() -> dict[tuple, EventUses]:
+    return {}
+
+
+def _fingerprint(event: Event) -> tuple | None:
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - declared dependency; mapping still works uncached
+        return None
+    principal = event.principal
+    try:
+        return (
+            event.source, event.name, event.event_type, event.region, event.partition, event.account,
+            principal.account if principal is not None else None, event.invoked_by,
+            orjson.dumps(event.request) if event.request else b"",
+            orjson.dumps(event.response) if event.response else b"",
+            orjson.dumps(event.additional) if event.additional else b"",
+            orjson.dumps(event.resources) if event.resources else b"",
+        )
+    except TypeError:  # not JSON-shaped (a hand-built Mapping type): just don't memoise
+        return None
+
+
 def uses_for(event: Event) -> EventUses:
     """The IAM permissions one event needed (observed), implied (inferred), or why it is unknown."""
+    key = _fingerprint(event)
+    if key is None:
+        return _uses_for(event)
+    memo = _memo()
+    result = memo.get(key)
+    if result is None:
+        result = _uses_for(event)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = result
+    return result
+
+
+def _uses_for(event: Event) -> EventUses:
     if event.event_type in _NON_API_TYPES:
         return EventUses(notes=(f"{event.event_type}: not an API call, needs no permission",))
     kind, service, payload = _plan(event.source, event.name)

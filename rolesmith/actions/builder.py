@@ -46,6 +46,31 @@ def format_vars(fmt: str) -> tuple[str, ...]:
     return tuple(_VAR.findall(fmt))
 
 
+@lru_cache(maxsize=8192)
+def _literals(fmt: str) -> tuple[str, ...]:
+    """The literal text around each variable (len(vars) + 1 pieces), so filling is one join."""
+    return tuple(_VAR.split(fmt)[0::2])
+
+
+@lru_cache(maxsize=1024)
+def _var_keys(var: str) -> tuple[str, ...]:
+    low = var.lower()
+    return _ALIASES.get(low, (low,))
+
+
+_SCOPE = frozenset({"Partition", "Region", "Account"})
+
+
+@lru_cache(maxsize=65536)
+def _type_plan(service: str, rtype: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """(format, service named in the format, own variables) of a resource type, or None."""
+    fmts = dataset.arn_formats(service, rtype)
+    if not fmts:
+        return None
+    fmt = fmts[0]
+    return fmt, _resource_service(fmt) or service, tuple(v for v in format_vars(fmt) if v not in _SCOPE)
+
+
 def arn_account(arn: str) -> str | None:
     parts = arn.split(":", 5)
     if len(parts) >= 5 and parts[4] and parts[4] != "*":
@@ -53,6 +78,7 @@ def arn_account(arn: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8192)
 def _resource_service(fmt: str) -> str:
     parts = fmt.split(":", 3)
     return parts[2] if len(parts) > 2 else ""
@@ -61,22 +87,23 @@ def _resource_service(fmt: str) -> str:
 class Ctx:
     """What one event offers to the ARN builder; cheap to create, lazy about everything."""
 
-    __slots__ = ("event", "service", "_lower", "_resources")
+    __slots__ = ("event", "service", "_lower", "_resources", "_arn_params")
 
     def __init__(self, event: Event, service: str) -> None:
         self.event = event
         self.service = service
         self._lower: dict[str, Any] | None = None
         self._resources: tuple[tuple[str, str | None], ...] | None = None
+        self._arn_params: tuple[str, ...] | None = None
 
     # -- parameters ---------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
         if self._lower is None:
             lower: dict[str, Any] = {}
             for source in (self.event.response, self.event.request):  # request wins
-                if isinstance(source, Mapping):
+                if source:
                     for k, v in source.items():
-                        lower[str(k).lower()] = v
+                        lower[k.lower() if type(k) is str else str(k).lower()] = v
             self._lower = lower
         return self._lower
 
@@ -100,7 +127,7 @@ class Ctx:
         if self._resources is None:
             out = []
             for res in self.event.resources:
-                if isinstance(res, Mapping):
+                if isinstance(res, dict):
                     arn = res.get("ARN") or res.get("arn")
                     if isinstance(arn, str) and arn.startswith("arn:"):
                         acct = res.get("accountId")
@@ -129,13 +156,15 @@ class Ctx:
     ) -> tuple[str, bool]:
         """Fill an ARN format; returns (arn, partial)."""
         partial = False
-        out = fmt
-        for var in format_vars(fmt):
+        literals = _literals(fmt)
+        pieces = [literals[0]]
+        for index, var in enumerate(format_vars(fmt)):
             value = self._var(var, fmt, values, account)
             if value is None:
                 value, partial = "*", True
-            out = out.replace("${" + var + "}", value, 1)
-        return out, partial
+            pieces.append(value)
+            pieces.append(literals[index + 1])
+        return "".join(pieces), partial
 
     def _var(
         self, var: str, fmt: str, values: Mapping[str, str | None] | None, account: str | None
@@ -154,9 +183,9 @@ class Ctx:
                 if res_acct and _resource_service(res_arn) == service:
                     return res_acct
             return self.default_account()
-        low = var.lower()
-        for name in _ALIASES.get(low, (low,)):
-            value = self._params().get(name)
+        params = self._params()
+        for name in _var_keys(var):
+            value = params.get(name)
             if isinstance(value, bool) or value in (None, ""):
                 continue
             if isinstance(value, int):
@@ -167,13 +196,19 @@ class Ctx:
 
     def arns_of_type(self, service: str, rtype: str) -> list[str]:
         """ARNs the event names (resources[], then ARN-valued parameters) that are of ``rtype``."""
-        found = [a for a, _ in self.resources() if dataset.match_arn_type(service, a) == rtype]
-        if found:
-            return found
-        for value in self._params().values():
-            if isinstance(value, str) and value.startswith("arn:"):
-                if dataset.match_arn_type(service, value) == rtype and value not in found:
-                    found.append(value)
+        resources = self.resources()
+        if resources:
+            found = [a for a, _ in resources if dataset.match_arn_type(service, a) == rtype]
+            if found:
+                return found
+        if self._arn_params is None:
+            self._arn_params = tuple(
+                v for v in self._params().values() if type(v) is str and v.startswith("arn:")
+            )
+        found = []
+        for value in self._arn_params:
+            if value not in found and dataset.match_arn_type(service, value) == rtype:
+                found.append(value)
         return found
 
     def use(
@@ -206,7 +241,7 @@ class Ctx:
                     conditions=conditions,
                     inferred_by=inferred_by,
                     via=via,
-                    partial=partial or "*" in arn,
+                    partial=partial,
                 ),
             )
         out: list[Use] = []
@@ -240,15 +275,15 @@ class Ctx:
             types = required or (self._best_optional(info, values),)
         out: list[tuple[str, bool]] = []
         for t in types:
-            fmts = dataset.arn_formats(service, t)
-            if not fmts:
+            plan = _type_plan(service, t)
+            if plan is None:
                 continue
-            fmt_service = _resource_service(fmts[0]) or service
+            fmt, fmt_service, _ = plan
             named = [] if values else self.arns_of_type(fmt_service, t)
             if named:
                 out.extend((a, "*" in a) for a in named)
                 continue
-            out.append(self.fill(fmts[0], values))
+            out.append(self.fill(fmt, values))
         if not out:  # dataset lists a type without a format: scope to the service, flag it
             out.append((f"arn:{self.event.partition or 'aws'}:{service}:*", True))
         return out
@@ -257,12 +292,11 @@ class Ctx:
         service = info.name.split(":", 1)[0]
         best: tuple[tuple[float, ...], str] | None = None
         for index, rt in enumerate(info.resource_types):
-            fmts = dataset.arn_formats(service, rt.name)
-            if not fmts:
+            plan = _type_plan(service, rt.name)
+            if plan is None:
                 continue
-            fmt = fmts[0]
-            named = 0 if values else len(self.arns_of_type(_resource_service(fmt) or service, rt.name))
-            own = [v for v in format_vars(fmt) if v not in ("Partition", "Region", "Account")]
+            fmt, fmt_service, own = plan
+            named = 0 if values else len(self.arns_of_type(fmt_service, rt.name))
             resolved = sum(1 for v in own if self._var(v, fmt, values, None) is not None)
             fraction = resolved / len(own) if own else 1.0
             # An ARN the event names wins; then the format we can fill best; then the plainest

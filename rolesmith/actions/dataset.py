@@ -69,6 +69,7 @@ SOURCE_RENAMES: Mapping[str, str] = {
     "s3-control": "s3",
     "kinesisvideo": "kinesisvideo",
     "elasticloadbalancingv2": "elasticloadbalancing",
+    "servicecatalog-appregistry": "servicecatalog",
 }
 
 _SUFFIXES = (".amazonaws.com.cn", ".amazonaws.com", ".api.aws", ".aws.internal")

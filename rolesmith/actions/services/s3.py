@@ -107,6 +107,11 @@ _ACL_HEADERS = (
     "x-amz-grant-write-acp",
 )
 
+_UNNAMED_KEY_NOTE = (
+    "SSE-KMS object, but the event does not name the KMS key: the KMS event S3 makes on the caller's "
+    "behalf (invokedBy s3.amazonaws.com) names it"
+)
+
 _MANAGED_S3_KEY_NOTE = (
     "SSE-KMS without a key id uses the AWS managed key aws/s3, whose key policy already allows the "
     "caller (s3-ug__UsingKMSEncryption.md): no caller KMS statement"
@@ -114,8 +119,18 @@ _MANAGED_S3_KEY_NOTE = (
 
 
 def _object(ctx: Ctx, action: str, bucket: str | None = None, key: str | None = None, **kw: Any) -> tuple[Use, ...]:
-    bucket = bucket if bucket is not None else ctx.text("bucketName")
-    key = key if key is not None else ctx.text("key")
+    if bucket is None:
+        # Fast path: CloudTrail spells these exactly so (s3-ug__cloudtrail-logging-s3-info.md).
+        bucket = ctx.event.request.get("bucketName") if ctx.event.request else None
+        if type(bucket) is not str or not bucket:
+            bucket = ctx.text("bucketName")
+    if key is None:
+        key = ctx.event.request.get("key") if ctx.event.request else None
+        if type(key) is not str or not key:
+            key = ctx.text("key")
+    if bucket and key:
+        arn = f"arn:{ctx.event.partition or 'aws'}:s3:::{bucket}/{key}"
+        return ctx.use(action, arn=arn, **kw)
     if bucket is None and key is None:
         return ctx.use(action, rtype="object", **kw)  # resources[] may still name the object
     return ctx.use(action, values={"BucketName": bucket, "ObjectName": key}, rtype="object", **kw)
@@ -151,9 +166,9 @@ def _write_extras(ctx: Ctx, bucket: str | None = None, key: str | None = None) -
     extra: list[Use] = []
     conditions: tuple[Condition, ...] = ()
     req = ctx.event.request
-    if isinstance(req, Mapping) and req.get("x-amz-tagging"):
+    if req and req.get("x-amz-tagging"):
         extra.extend(_object(ctx, "s3:PutObjectTagging", bucket, key))
-    if isinstance(req, Mapping) and any(req.get(h) for h in _ACL_HEADERS):
+    if req and any(req.get(h) for h in _ACL_HEADERS):
         extra.extend(_object(ctx, "s3:PutObjectAcl", bucket, key))
         acl = req.get("x-amz-acl")
         if isinstance(acl, str) and acl:
@@ -172,7 +187,7 @@ def _sse_kms(
     algo = None
     key_id = None
     for src in sources:
-        if not isinstance(src, Mapping):
+        if not src:
             continue
         algo = algo or src.get("x-amz-server-side-encryption")
         key_id = key_id or src.get("x-amz-server-side-encryption-aws-kms-key-id")
@@ -183,7 +198,13 @@ def _sse_kms(
         return (), ()
     key = resolve_key(ctx, key_id if isinstance(key_id, str) else None)
     if key.arn is None:
-        return (), (key.note or _MANAGED_S3_KEY_NOTE,)
+        if key.note:
+            return (), (key.note,)
+        req = event.request
+        header_only = request_side and bool(req) and str(req.get("x-amz-server-side-encryption", "")).startswith("aws:kms")
+        # Only a request that asked for aws:kms without a key id is documented to use aws/s3; a
+        # bucket-default CMK (SSEApplied only) is simply not named by this event.
+        return (), (_MANAGED_S3_KEY_NOTE if header_only else _UNNAMED_KEY_NOTE,)
     from rolesmith.actions.via import kms_via_condition
 
     cond = kms_via_condition("s3", event.region)
