@@ -121,6 +121,7 @@ class Explanation:
             "event_id": self.event_id,
             "origin": self.origin,
             "event": self.event,
+            "time": None if self.time is None else _iso(self.time),
             "principal": self.principal,
             "caller": self.caller,
             "request": None
@@ -169,6 +170,12 @@ class ExplainResult:
 
     def report_lines(self) -> list[str]:
         return [*self.ingest, f"explain: {len(self.explanations)} denied events explained"]
+
+
+def _iso(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _plain(value: Any) -> Any:
