@@ -71,12 +71,14 @@ def from_message(event: Event, req: Request, parsed: ParsedMessage, decoded: Map
         layer, basis = ("identity", "decoded-message") if action.startswith("ec2:") else (None, basis)
     if parsed.kind == "implicit" or layer is not None:
         if layer in MISSING_FILTER:
-            target = req.session_arn if layer == "session" else (req.principal if layer == "boundary" else None)
+            # The session policy belongs to the session; a boundary or SCP is only named with --live/--policies.
+            target = req.session_arn if layer == "session" else None
+            whose = f" of {req.principal}" if layer == "boundary" else ""
             return Out(reason=MISSING_FILTER[layer], basis=basis, layer=layer,
-                        summary=f"{req.action} on {req.resource} for {req.principal}: no {LAYER_WORDS[layer]} allows it",
-                        fixes=(fx.add_guardrail(layer, target, [req.action], [req.resource],
-                                                f"allow {req.action} in the {LAYER_WORDS[layer]}"),),
-                        missing=() if target else (f"which {LAYER_WORDS[layer]} applies (pass --live)",))
+                       summary=f"{req.action} on {req.resource} for {req.principal}: no {LAYER_WORDS[layer]} allows it",
+                       fixes=(fx.add_guardrail(layer, target, [req.action], [req.resource],
+                                               f"allow {req.action} in the {LAYER_WORDS[layer]}{whose}"),),
+                       missing=() if target else (f"which {LAYER_WORDS[layer]}{whose} applies (pass --live)",))
         if layer == "resource":
             if action in ASSUME:
                 return trust_out(req, basis, cross)
