@@ -213,3 +213,26 @@ def test_a_policy_with_five_versions_is_refused(aws, tmp_path: Path) -> None:
     assert str(err.value) == (f"{arn}: has 5 versions, IAM's maximum; delete a non-default version first "
                               "(--apply never deletes one: --rollback could not restore it)")
     assert not (tmp_path / "b.json").exists()
+
+
+def test_large_inline_policies_are_removed_before_the_replacement_goes_in(aws, tmp_path: Path) -> None:
+    """A role's inline policies share one size budget (reference_iam-quotas.html): when the old ones and
+    the replacement would not fit together, the old ones go first."""
+    iam = aws.client("iam")
+    iam.create_role(RoleName="data-pipeline", AssumeRolePolicyDocument=json.dumps(TRUST))
+    from rolesmith.tighten.apply import INLINE_ROLE_LIMIT, _size
+
+    iam.put_role_policy(RoleName="data-pipeline", PolicyName="all-s3", PolicyDocument=json.dumps(_managed_doc("AmazonS3FullAccess")))
+    report = _report(aws)
+    iam.delete_role_policy(RoleName="data-pipeline", PolicyName="all-s3")  # only "big" from here on
+    new = _size(report.replacement.identity_policies[0].policy)
+    big = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": []}]}
+    while _size(big) + new <= INLINE_ROLE_LIMIT:
+        big["Statement"][0]["Resource"].append(f"arn:aws:s3:::bucket-{len(big['Statement'][0]['Resource']):04d}/*")
+    assert _size(big) <= INLINE_ROLE_LIMIT  # fits alone, not together with the replacement
+    iam.put_role_policy(RoleName="data-pipeline", PolicyName="big", PolicyDocument=json.dumps(big))
+    before = _full_state(iam, "data-pipeline")
+    change = apply_replacement(report, tmp_path / "b.json", session=aws)
+    assert change.actions == ("iam:DeleteRolePolicy data-pipeline big", f"iam:PutRolePolicy data-pipeline {INLINE_NAME}")
+    rollback_role("data-pipeline", tmp_path / "b.json", session=aws)
+    assert _full_state(iam, "data-pipeline") == before

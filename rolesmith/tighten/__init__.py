@@ -53,7 +53,7 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
         if options.cloudtrail:
             paths.append(usage.lookup_events(current.arn, options.days, Path(tmp), session=options.session,
                                              now=options.now))
-            sources.append(f"CloudTrail LookupEvents, last {options.days} days")
+            sources.append(f"CloudTrail LookupEvents, last {options.days} days")  # of the session's region only
         if options.cloudtrail_bucket:
             logs = usage.bucket_logs(options.cloudtrail_bucket, current.account or "", options.days, Path(tmp),
                                      session=options.session, now=options.now)

@@ -23,7 +23,7 @@ from rolesmith.tighten.model import TightenReport
 
 INLINE_NAME = "rolesmith-tightened"
 BACKUP_FORMAT = "rolesmith-tighten-backup/1"
-# IAM quotas on policy size, whitespace excluded
+# IAM quotas on policy size, whitespace excluded; the inline limit is the aggregate of a role's inline policies
 # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
 INLINE_ROLE_LIMIT = 10_240
 MANAGED_LIMIT = 6_144
@@ -72,9 +72,11 @@ def apply_replacement(report: TightenReport, backup: Path, *, session: Any = Non
         )
     if not report.usage.calls:
         raise VerificationError(f"{report.role}: no trail evidence of use; refusing to apply an empty replacement")
+    doc = next(p.policy for p in report.replacement.identity_policies if p.principal == report.role)
+    if not doc.get("Statement"):
+        raise VerificationError(f"{report.role}: the replacement grants nothing (see NOT_GRANTED_BEFORE); not applied")
     if backup.exists():
         raise TightenInputError(f"{backup}: already exists; pass a new backup path so no earlier backup is lost")
-    doc = next(p.policy for p in report.replacement.identity_policies if p.principal == report.role)
     name = report.current.name
     iam = _iam(session)
     try:
@@ -113,16 +115,26 @@ def apply_replacement(report: TightenReport, backup: Path, *, session: Any = Non
             record["written"] = {"policy_arn": arn, "version_id": version}
             actions.append(f"iam:CreatePolicyVersion {arn} {version} (default)")
         else:
+            others = [p for p in state["inline_policies"] if p != INLINE_NAME]
+            # The replacement goes in first so the role is never without permissions, unless the role's
+            # inline policies together would then exceed IAM's aggregate size: then they go first.
+            room = _size(doc) + sum(_size(state["inline_policies"][p]) for p in others) <= INLINE_ROLE_LIMIT
+
+            def delete_others() -> None:
+                for other in others:
+                    iam.delete_role_policy(RoleName=name, PolicyName=other)
+                    actions.append(f"iam:DeleteRolePolicy {name} {other}")
+
+            if not room:
+                delete_others()
             iam.put_role_policy(RoleName=name, PolicyName=INLINE_NAME, PolicyDocument=text)
             record["written"] = {"inline_policy": INLINE_NAME}
             actions.append(f"iam:PutRolePolicy {name} {INLINE_NAME}")
             for arn in state["attached_policies"]:
                 iam.detach_role_policy(RoleName=name, PolicyArn=arn)
                 actions.append(f"iam:DetachRolePolicy {name} {arn}")
-            for other in state["inline_policies"]:
-                if other != INLINE_NAME:
-                    iam.delete_role_policy(RoleName=name, PolicyName=other)
-                    actions.append(f"iam:DeleteRolePolicy {name} {other}")
+            if room:
+                delete_others()
     except ClientError as err:
         raise _refused(err, f"writing {name} (roll back with --rollback {backup})") from err
     finally:
