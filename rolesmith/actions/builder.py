@@ -196,9 +196,10 @@ class Ctx:
 
     def arns_of_type(self, service: str, rtype: str) -> list[str]:
         """ARNs the event names (resources[], then ARN-valued parameters) that are of ``rtype``."""
+        rtype = rtype.lower()
         resources = self.resources()
         if resources:
-            found = [a for a, _ in resources if dataset.match_arn_type(service, a) == rtype]
+            found = [a for a, _ in resources if (dataset.match_arn_type(service, a) or "").lower() == rtype]
             if found:
                 return found
         if self._arn_params is None:
@@ -207,7 +208,7 @@ class Ctx:
             )
         found = []
         for value in self._arn_params:
-            if value not in found and dataset.match_arn_type(service, value) == rtype:
+            if value not in found and (dataset.match_arn_type(service, value) or "").lower() == rtype:
                 found.append(value)
         return found
 

@@ -228,8 +228,9 @@ def _format_regex(fmt: str) -> re.Pattern[str]:
 @cache
 def _service_arn_patterns(service: str) -> tuple[tuple[str, re.Pattern[str], int], ...]:
     out = []
-    for key in _resource_types(service):
-        for fmt in arn_formats(service, key):
+    for lower_key, raw in _resource_types(service).items():
+        key = str(raw.get("key") or lower_key)  # the reference's casing ("Secret"), as in ActionInfo
+        for fmt in arn_formats(service, lower_key):
             literal = len(_VAR.sub("", fmt))
             out.append((key, _format_regex(fmt), literal))
     # Most literal characters first: 'bucket/key' is an object, not a bucket named 'bucket/key'.
@@ -239,7 +240,9 @@ def _service_arn_patterns(service: str) -> tuple[tuple[str, re.Pattern[str], int
 
 @lru_cache(maxsize=65536)
 def match_arn_type(service: str, arn: str) -> str | None:
-    """Which resource type of ``service`` an ARN is (the most specific format it matches), or None."""
+    """Which resource type of ``service`` an ARN is (the most specific format it matches), or None.
+
+    The name is spelled as in the reference (and in ``ActionInfo.resource_types``)."""
     for key, regex, _ in _service_arn_patterns(service.lower()):
         if regex.fullmatch(arn):
             return key

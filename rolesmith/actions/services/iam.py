@@ -55,6 +55,12 @@ def _default(ctx: Ctx) -> EventUses | None:
         return EventUses(uses=ctx.use(info.name, arn=arn))
     path = ctx.text("path")
     name = ctx.text(name_param)
+    principal = ctx.event.principal
+    if rtype == "user" and not name and principal is not None and principal.kind == "user":
+        # IAM API Reference (GetUser, ListAccessKeys, CreateAccessKey…): "If you do not specify a
+        # user name, IAM determines the user name implicitly based on the AWS access key ID used
+        # to sign the request" — the caller itself.
+        return EventUses(uses=ctx.use(info.name, arn=principal.arn))
     if not path or not name or path == "/" or ctx.arns_of_type("iam", rtype):
         return None
     return EventUses(uses=ctx.use(info.name, values={var: f"{path.strip('/')}/{name}"}, rtype=rtype))
