@@ -191,3 +191,8 @@ def test_unhashable_identity_fields_still_follow_the_rules() -> None:
     rec["userIdentity"] = dict(rec["userIdentity"], principalId={"odd": "value"})
     event = normalize(rec, "x#0")
     assert event.principal is not None and event.principal.arn == "arn:aws:iam::111122223333:role/teams/data/etl"
+
+
+@pytest.mark.parametrize(("value", "expect"), [(True, True), (False, False), ("true", True), ("false", False), (None, None)])
+def test_read_only_is_a_bool(value: object, expect: bool | None) -> None:
+    assert normalize(_record(readOnly=value), "x#0").read_only is expect

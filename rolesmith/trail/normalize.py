@@ -273,7 +273,8 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
     missing-eventTime, bad-eventTime, not-an-event) for a record no later stage can use. A record
     without ``eventTime`` is usable (``time=None``) only with ``allow_missing_time``: the caller
     then reports it as a warning. ``requestParameters`` / ``responseElements`` of ``null`` are legal
-    (the record reference documents them as absent for reads) and become ``{}``.
+    (the record reference documents them as absent for reads) and become ``{}``. ``account`` is
+    ``recipientAccountId``, or the caller's account where a (documentation) record lacks it.
     """
     if type(raw) is not dict:
         if not isinstance(raw, Mapping):
@@ -359,6 +360,9 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
     additional = get("additionalEventData")
     resources = get("resources")
     error_code = get("errorCode")
+    read_only = get("readOnly")
+    if read_only is not None and type(read_only) is not bool:  # some exports write "true"/"false"
+        read_only = str(read_only).lower() == "true"
     return _event_factory()(
         event_id=get("eventID"),
         request_id=get("requestID"),
@@ -374,7 +378,7 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
         user_agent=get("userAgent"),
         error_code=error_code or None,
         error_message=get("errorMessage"),
-        read_only=get("readOnly"),
+        read_only=read_only,
         event_type=get("eventType"),
         request=request if type(request) is dict else {},
         response=(_scrub(response) if "credentials" in response else response) if type(response) is dict else {},
