@@ -220,3 +220,27 @@ def test_missing_s3_allow_also_proposes_the_kms_fix_behind_it(tmp_path: Path) ->
     assert e.reason == "MISSING_IDENTITY_ALLOW"
     got = [(f.layer, f.document["Statement"][0]["Action"]) for f in e.fixes]
     assert got == [("identity", "s3:PutObject"), ("key-policy", "kms:GenerateDataKey"), ("identity", "kms:GenerateDataKey")]
+
+
+REASON_ROWS = [json.loads(line) for line in (FIX / "message_reasons.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("row", REASON_ROWS, ids=[r["cite"].rsplit(": ", 1)[-1][:50] for r in REASON_ROWS])
+def test_reason_from_message_alone(row: dict) -> None:
+    from rolesmith.explain import explain_event
+    from rolesmith.trail import normalize
+
+    raw = {
+        "eventVersion": "1.09", "eventTime": "2024-05-01T12:00:00Z", "eventSource": row["source"],
+        "eventName": row["name"], "awsRegion": "us-east-1", "sourceIPAddress": "203.0.113.10",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/writer/s1",
+                         "accountId": "111122223333", "principalId": "AROAX:s1",
+                         "sessionContext": {"sessionIssuer": {"type": "Role", "accountId": "111122223333",
+                                                              "arn": "arn:aws:iam::111122223333:role/writer"}}},
+        "requestParameters": row["params"], "errorCode": "AccessDenied", "errorMessage": row["message"],
+        "eventID": "e", "recipientAccountId": "111122223333",
+    }
+    e = explain_event(normalize(raw, "row#0"))
+    assert (e.reason, e.layer) == (row["expect"]["reason"], row["expect"]["layer"])
+    assert [[f.op, f.layer, f.target] for f in e.fixes] == row["expect"]["fixes"]
+    assert e.basis == "message"
