@@ -54,6 +54,12 @@ def _policy_variable_set() -> PolicySet:
                      findings=(Finding(code="X", message="a: b"),))
 
 
+def _same_name_set() -> PolicySet:
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}
+    return PolicySet(identity_policies=tuple(IdentityPolicy(principal=f"arn:aws:iam::{acct}:role/app", policy=doc)
+                                             for acct in ("111122223333", "444455556666")))
+
+
 def _broken() -> str:
     broken = render(policies("lambda_dynamodb"), fmt="cloudformation")["rolesmith.yaml"]
     broken, n = re.subn(r"(Resource:\n\s+)Fn::Sub: arn:[^\n]+", r"\1not-an-arn", broken, count=1)
@@ -75,6 +81,9 @@ def linted(rendered: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str
              if file != "findings.json"}
     texts["extra/policy-variable.yaml"] = render(_policy_variable_set(), fmt="cloudformation")["rolesmith.yaml"]
     texts["extra/broken.yaml"] = _broken()
+    texts["extra/same-name.yaml"] = render(_same_name_set(), fmt="cloudformation")["rolesmith.yaml"]
+    for i, text in enumerate(render(_same_name_set(), fmt="cloudformation", split=True).values()):
+        texts[f"extra/same-name-split-{i}.yaml"] = text
     for name, text in texts.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,3 +208,14 @@ def test_templates_load_from_the_package_first_then_the_repository() -> None:
     assert package_dir == ROOT / "rolesmith" / "templates"
     assert repo_dir == ROOT / "templates"
     assert (repo_dir / "cloudformation" / "template.yaml.j2").is_file()
+
+
+def test_same_role_name_in_two_accounts_gets_two_files_and_two_resources(linted: dict) -> None:
+    ps = _same_name_set()
+    assert linted["extra/same-name.yaml"] == [] and linted["extra/same-name-split-1.yaml"] == []
+    assert sorted(render(ps, fmt="json", split=True)) == [
+        "identity-role-app-111122223333.json", "identity-role-app-444455556666.json"]
+    assert sorted(render(ps, fmt="cloudformation", split=True)) == [
+        "role-app-111122223333.yaml", "role-app-444455556666.yaml"]
+    combined = yaml.safe_load(render(ps, fmt="cloudformation")["rolesmith.yaml"])
+    assert sorted(combined["Resources"]) == ["AppPolicy111122223333", "AppPolicy444455556666"]

@@ -8,27 +8,29 @@ which call made a service-invoked use happen (``trigger_of``); ``export_graph`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from rolesmith.graph.export import FORMATS, UnknownGraphFormat, export_graph, graph_document
 from rolesmith.graph.model import Assumption, GraphUse, UseKey
 from rolesmith.graph.usage import UsageGraph
 
 if TYPE_CHECKING:
+    from rolesmith.trail import IngestReport
     from rolesmith.trail.model import Event
 
 
-def graph_from_events(events: "Sequence[Event] | object") -> UsageGraph:
-    """A usage graph from already-normalised events (an iterable of ``Event``)."""
+def graph_from_events(events: "Iterable[Event]") -> UsageGraph:
+    """A usage graph from already-normalised events."""
     from rolesmith.actions import uses_for
 
     graph = UsageGraph()
-    for event in events:  # type: ignore[attr-defined]
-        graph.add(event, uses_for(event))
+    add = graph.add
+    for event in events:
+        add(event, uses_for(event))
     return graph
 
 
-def graph_from_paths(paths: Sequence[str | Path], *, skip_bad: bool = False):  # type: ignore[no-untyped-def]
+def graph_from_paths(paths: Sequence[str | Path], *, skip_bad: bool = False) -> "tuple[UsageGraph, IngestReport]":
     """Read the trail files/directories ``paths`` and return ``(UsageGraph, IngestReport)``."""
     from rolesmith.trail import read_trail
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import networkx as nx
 
@@ -138,6 +138,7 @@ class UsageGraph:
     def __init__(self) -> None:
         self.graph: nx.MultiDiGraph = nx.MultiDiGraph()
         self._uses: dict[UseKey, dict[str, Any]] = {}  # UseKey -> the attribute dict of its 'uses' edge
+        self._by_principal: dict[str, list[UseKey]] = {}
         self._assumes: dict[tuple[str, str], dict[str, Any]] = {}
         self._links: dict[UseKey, UseKey] | None = None
         self.events = 0
@@ -242,6 +243,7 @@ class UsageGraph:
             )
             stats = self.graph.edges[pnode, unode, "uses"]
             self._uses[key] = stats
+            self._by_principal.setdefault(principal.arn, []).append(key)
         elif stats["resource_account"] is None:
             stats["resource_account"] = self._resource_account(use, event)
         when = event.time
@@ -325,11 +327,8 @@ class UsageGraph:
 
     def needs(self, principal: str, *, include_denied: bool = False) -> list[GraphUse]:
         """What ``principal`` needs: its uses (denied ones only with ``include_denied``), sorted."""
-        return [
-            self._snapshot(k)
-            for k in sorted(self._uses, key=_sort_key)
-            if k.principal == principal and (include_denied or not k.denied)
-        ]
+        keys = self._by_principal.get(principal, ())
+        return [self._snapshot(k) for k in sorted(keys, key=_sort_key) if include_denied or not k.denied]
 
     def cross_account_users(self, resource: str) -> list[str]:
         """Principal ARNs from an account other than the resource owner's that used ``resource``.
@@ -383,40 +382,37 @@ class UsageGraph:
         return self._links
 
     def _compute_links(self) -> dict[UseKey, UseKey]:
-        by_service: dict[str | None, list[UseKey]] = {}
+        # Index client calls by the ARNs of their events, so each invoked use only meets the calls
+        # that share one of its context ARNs (no scan over every use of the service).
+        by_context: dict[str, list[UseKey]] = {}
         for key, s in self._uses.items():
-            if key.via is None and s["contexts"]:
-                by_service.setdefault(key.action.split(":", 1)[0], []).append(key)
+            if key.via is None:
+                for arn in s["contexts"]:
+                    by_context.setdefault(arn, []).append(key)
         links: dict[UseKey, UseKey] = {}
         for key in sorted(self._uses, key=_sort_key):
             stats = self._uses[key]
             if key.via is None or not stats["match"]:
                 continue
             service = _via_service(key.via)
-            pool: Iterable[UseKey]
-            if service is None:
-                pool = [k for keys in by_service.values() for k in keys]
-            else:
-                pool = by_service.get(service, ())
             best: tuple[Any, ...] | None = None
-            for cand in pool:
-                cstats = self._uses[cand]
-                for arn, span in stats["match"].items():
-                    cspan = cstats["contexts"].get(arn)
-                    if cspan is None:
+            for arn, span in stats["match"].items():
+                for cand in by_context.get(arn, ()):
+                    if service is not None and cand.action.split(":", 1)[0] != service:
                         continue
+                    cspan = self._uses[cand]["contexts"][arn]
                     same = cand.principal == key.principal
-                    if not same and arn != key.principal:
-                        continue
                     if same:
                         gap = _distance(span, cspan)
                         if gap > LINK_WINDOW_S:
                             continue
-                    else:
+                    elif arn == key.principal:
                         # A role passed to a service: the service's calls follow the passing call.
                         if None not in (cspan[0], span[1]) and cspan[0] > span[1]:
                             continue
                         gap = 0.0
+                    else:
+                        continue
                     score = (0 if cand.resource == arn else 1, gap, 0 if same else 1, _sort_key(cand))
                     if best is None or score < best[0]:
                         best = (score, cand)

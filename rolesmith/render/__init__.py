@@ -88,13 +88,16 @@ def _slug(text: str) -> str:
 
 
 def _json_split(policy_set: PolicySet) -> dict[str, str]:
+    items: list[tuple[str, str, Any]] = []  # (file stem, ARN, document)
+    items += [(f"identity-{_slug(_tail(p.principal))}", p.principal, p.policy) for p in policy_set.identity_policies]
+    items += [(f"{r.kind}-{_slug(_tail(r.resource))}", r.resource, r.policy) for r in policy_set.resource_policies]
+    items += [(f"trust-{_slug(_tail(t.role))}", t.role, t.policy) for t in policy_set.trust_policies]
+    stems = [stem for stem, _, _ in items]
     out: dict[str, str] = {}
-    for p in policy_set.identity_policies:
-        out[f"identity-{_slug(_tail(p.principal))}.json"] = _render("policy.json.j2", policy=p.policy)
-    for r in policy_set.resource_policies:
-        out[f"{r.kind}-{_slug(_tail(r.resource))}.json"] = _render("policy.json.j2", policy=r.policy)
-    for t in policy_set.trust_policies:
-        out[f"trust-{_slug(_tail(t.role))}.json"] = _render("policy.json.j2", policy=t.policy)
+    for stem, arn, policy in items:
+        if stems.count(stem) > 1:  # same-named roles in two accounts
+            stem = f"{stem}-{arn.split(':')[4]}"
+        out[f"{stem}.json"] = _render("policy.json.j2", policy=policy)
     if policy_set.findings:
         out["findings.json"] = _render("policy.json.j2", policy=policy_set.to_dict()["findings"])
     return out

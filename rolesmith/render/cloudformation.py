@@ -137,6 +137,7 @@ class Unit:
     stem: str
     resources: dict[str, dict[str, Any]]
     used: set[str]
+    arn: str  # the role, user, bucket or key the unit deploys
     role_refs: set[str] = field(default_factory=set)  # role/user ARNs its policies name as principals
 
 
@@ -147,11 +148,6 @@ def _principals(doc: Any) -> set[str]:
         for value in [aws] if isinstance(aws, str) else aws or []:
             found.add(value)
     return found
-
-
-def _stem(arn: str) -> str | None:
-    m = _ROLE_OR_USER.match(arn)
-    return f"{m.group(3)}-{m.group(5)}" if m else None
 
 
 def units(policy_set: PolicySet, params: Parameters) -> list[Unit]:
@@ -188,7 +184,7 @@ def units(policy_set: PolicySet, params: Parameters) -> list[Unit]:
                     "PolicyDocument": sub.document(identity[arn]),
                 },
             }
-        out.append(Unit(stem=f"{kind}-{name}", resources=resources, used=sub.used))
+        out.append(Unit(stem=f"{kind}-{name}", resources=resources, used=sub.used, arn=arn))
     for policy in policy_set.resource_policies:
         sub = _Subst(params)
         if policy.kind == "s3-bucket":
@@ -224,8 +220,27 @@ def units(policy_set: PolicySet, params: Parameters) -> list[Unit]:
             stem = f"kms-key-{key_id}"
         else:
             continue
-        out.append(Unit(stem=stem, resources=resources, used=sub.used, role_refs=_principals(policy.policy)))
+        out.append(Unit(stem=stem, resources=resources, used=sub.used, arn=policy.resource,
+                        role_refs=_principals(policy.policy)))
+    _disambiguate(out)
     return out
+
+
+def _account_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
+
+
+def _disambiguate(unit_list: list[Unit]) -> None:
+    """Same-named roles (or keys) in two accounts: suffix file stems and logical ids with the account."""
+    stems = [u.stem for u in unit_list]
+    logicals = [lid for u in unit_list for lid in u.resources]
+    for unit in unit_list:
+        account = _account_of(unit.arn)
+        if stems.count(unit.stem) > 1 and account:
+            unit.stem = f"{unit.stem}-{account}"
+        if any(logicals.count(lid) > 1 for lid in unit.resources) and account:
+            unit.resources = {f"{lid}{account}": res for lid, res in unit.resources.items()}
 
 
 def template(unit_list: list[Unit], params: Parameters, policy_set: PolicySet) -> dict[str, Any]:
@@ -236,9 +251,9 @@ def template(unit_list: list[Unit], params: Parameters, policy_set: PolicySet) -
     for unit in unit_list:
         for logical, res in unit.resources.items():
             if res["Type"] == "AWS::IAM::Role":
-                role_logical[unit.stem] = logical
+                role_logical[unit.arn] = logical
     for unit in unit_list:
-        depends = sorted({role_logical[stem] for stem in map(_stem, unit.role_refs) if stem in role_logical})
+        depends = sorted({role_logical[arn] for arn in unit.role_refs if arn in role_logical})
         for logical, res in unit.resources.items():
             if depends:
                 # KMS and S3 reject a policy naming a principal that does not exist yet.
