@@ -136,10 +136,17 @@ def is_broad(resource: str) -> bool:
     return resource == "*" or _BROAD.fullmatch(resource) is not None
 
 
+@functools.lru_cache(maxsize=64)
+def by_service(actions: frozenset[str]) -> dict[str, frozenset[str]]:
+    """``actions`` grouped by service prefix; cached since ``*`` expands to every action of every service."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for action in actions:
+        out[action[: action.index(":")].lower()].add(action)
+    return {svc: frozenset(acts) for svc, acts in out.items()}
+
+
 def service_summaries(current: Granted, usage: Usage) -> tuple[ServiceSummary, ...]:
-    by_service: dict[str, set[str]] = defaultdict(set)
-    for action in current.actions:
-        by_service[service_of(action)].add(action)
+    by_svc = by_service(current.actions)
     used: dict[str, set[str]] = defaultdict(set)
     res_used: dict[str, set[str]] = defaultdict(set)
     evidence: dict[str, str] = {}
@@ -156,11 +163,11 @@ def service_summaries(current: Granted, usage: Usage) -> tuple[ServiceSummary, .
             res_used[svc].add(call.resource)
     res_granted: dict[str, set[str]] = defaultdict(set)
     for g in current.grants:
-        for svc in {service_of(a) for a in g.actions}:
+        for svc in by_service(g.actions):
             res_granted[svc].update(g.resources)
     out = []
-    for svc in sorted(set(by_service) | set(used) | set(evidence)):
-        granted_here = by_service.get(svc, set())
+    for svc in sorted(set(by_svc) | set(used) | set(evidence)):
+        granted_here = by_svc.get(svc, frozenset())
         out.append(
             ServiceSummary(
                 service=svc,
