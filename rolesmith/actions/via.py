@@ -4,7 +4,8 @@
   (the table "Services that support the kms:ViaService condition key" in
   ../shared/reference/s3_kms/kms-dg__conditions-kms.md, section kms:ViaService).
 * Elsewhere: ``aws:CalledVia`` (``ForAnyValue:StringEquals``, service principal name) only for the
-  services that populate it — Athena, CloudFormation, DynamoDB and KMS — per the IAM User Guide,
+  services that populate it — Athena, CloudFormation, DynamoDB and KMS — per the IAM User Guide
+  (CloudFormation excepted, see ``CALLED_VIA_SERVICES``),
   https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-calledvia
   and https://docs.aws.amazon.com/athena/latest/ug/security-iam-athena-calledvia.html.
 * A service acting under its *own* service role (EMR's EC2/SQS calls with ``invokedBy
@@ -36,7 +37,11 @@ KMS_VIA_SERVICES = frozenset(
 
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+")
 
-CALLED_VIA_SERVICES = frozenset({"athena", "cloudformation", "dynamodb", "kms"})
+# CloudFormation also populates aws:CalledVia, but only when it acts with the caller's credentials;
+# with a stack service role its calls come from that role's own session and look the same in
+# CloudTrail (invokedBy cloudformation.amazonaws.com). A wrong condition would break the role, a
+# missing one only widens it a little, so CloudFormation-invoked calls get ``via`` only.
+CALLED_VIA_SERVICES = frozenset({"athena", "dynamodb", "kms"})
 
 # Encryption-context keys that identify which service called KMS when CloudTrail only says
 # "AWS Internal" (kms-dg__ct-decrypt.md / kms-dg__ct-generatedatakey.md examples: aws:s3:arn,

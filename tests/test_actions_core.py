@@ -1,0 +1,61 @@
+"""uses_for's contract beyond the documented tables: memoisation, odd shapes, never a guess."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from rolesmith.actions import dataset, uses_for
+from test_actions_fixtures import build_event
+
+
+def _get(key: object, **extra: object):
+    return build_event({"eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                        "requestParameters": {"bucketName": "data", "key": key}, **extra})
+
+
+def test_memoised_results_follow_the_request() -> None:
+    first, second = uses_for(_get("a.txt")), uses_for(_get("b.txt"))
+    assert [u.resource for u in first.uses] == ["arn:aws:s3:::data/a.txt"]
+    assert [u.resource for u in second.uses] == ["arn:aws:s3:::data/b.txt"]
+    assert uses_for(_get("a.txt")) == first
+
+
+def test_memo_distinguishes_invoked_by_and_region() -> None:
+    plain = uses_for(_get("a.txt"))
+    via = uses_for(_get("a.txt", userIdentity={"invokedBy": "athena.amazonaws.com"}))
+    assert plain.uses[0].via is None and via.uses[0].via == "athena.amazonaws.com"
+    kms = {"eventSource": "kms.amazonaws.com", "eventName": "Decrypt", "requestParameters": {"keyId": "k-1"}}
+    east = uses_for(build_event(kms))
+    west = uses_for(build_event({**kms, "awsRegion": "eu-west-1"}))
+    assert east.uses[0].resource == "arn:aws:kms:us-east-1:111122223333:key/k-1"
+    assert west.uses[0].resource == "arn:aws:kms:eu-west-1:111122223333:key/k-1"
+
+
+def test_non_json_request_mapping_is_mapped_uncached() -> None:
+    event = _get("a.txt")
+    odd = type(event)(**{f: getattr(event, f) for f in event.__slots__ if f != "request"},
+                      request=types.MappingProxyType({"bucketName": "data", "key": "p.txt"}))
+    assert [u.resource for u in uses_for(odd).uses] == ["arn:aws:s3:::data/p.txt"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [None, {}, {"bucketName": ["x"], "key": {"a": 1}}, {"bucketName": 7, "key": True},
+     {"x-amz-copy-source": {"Bucket": "b"}}, {"ReplicationConfiguration": "not-a-dict"}],
+)
+@pytest.mark.parametrize("name", ["GetObject", "PutObject", "CopyObject", "DeleteObjects", "PutBucketReplication", "ListObjects"])
+def test_odd_request_shapes_never_crash_nor_emit_bare_star(params: object, name: str) -> None:
+    result = uses_for(build_event({"eventSource": "s3.amazonaws.com", "eventName": name, "requestParameters": params}))
+    assert result.unknown is None
+    for use in result.uses + result.inferred:
+        assert use.resource != "*" or not dataset.has_resource_type(use.action)
+        if "*" in use.resource and use.resource != "*":
+            assert use.partial, use
+
+
+def test_denied_events_are_mapped_like_any_other() -> None:
+    denied = _get("a.txt", errorCode="AccessDenied", errorMessage="Access Denied")
+    assert denied.denied
+    assert [(u.action, u.resource) for u in uses_for(denied).uses] == [("s3:GetObject", "arn:aws:s3:::data/a.txt")]
