@@ -33,7 +33,7 @@ def test_help_text_is_in_readme(name: str) -> None:
     heading = f"### `rolesmith {name}`"
     assert heading in readme, f"README has no section {heading!r}"
     section = readme.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
-    result = CliRunner().invoke(main, [name, "--help"], terminal_width=100)
+    result = CliRunner().invoke(main, [name, "--help"], prog_name="rolesmith", terminal_width=100)
     assert result.exit_code == 0, result.output
     assert _fold(result.output) in _fold(section), (
         f"README section {heading!r} does not contain the current `rolesmith {name} --help` output"
