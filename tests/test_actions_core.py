@@ -59,3 +59,32 @@ def test_denied_events_are_mapped_like_any_other() -> None:
     denied = _get("a.txt", errorCode="AccessDenied", errorMessage="Access Denied")
     assert denied.denied
     assert [(u.action, u.resource) for u in uses_for(denied).uses] == [("s3:GetObject", "arn:aws:s3:::data/a.txt")]
+
+
+def test_memo_keeps_principals_apart() -> None:
+    def get_user(name: str):
+        return build_event({"eventSource": "iam.amazonaws.com", "eventName": "GetUser", "requestParameters": None,
+                            "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::111122223333:user/{name}",
+                                             "principalId": f"AIDA{name.upper()}", "userName": name, "sessionContext": None}})
+    assert uses_for(get_user("alice")).uses[0].resource == "arn:aws:iam::111122223333:user/alice"
+    assert uses_for(get_user("bob")).uses[0].resource == "arn:aws:iam::111122223333:user/bob"
+
+
+def test_a_rule_that_trips_on_an_odd_record_falls_back_to_the_generic_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolesmith.actions.services import REGISTRY
+
+    def broken(ctx):
+        raise KeyError("surprise")
+
+    monkeypatch.setitem(REGISTRY["s3"].handlers, "GetObject", broken)
+    import rolesmith.actions as actions
+
+    actions._plan.cache_clear()
+    actions._memo().clear()
+    try:
+        result = uses_for(_get("fallback.txt"))
+    finally:
+        actions._plan.cache_clear()
+        actions._memo().clear()
+    assert [u.action for u in result.uses] == ["s3:GetObject"]
+    assert any("rule skipped (KeyError" in note for note in result.notes)

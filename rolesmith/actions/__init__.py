@@ -102,7 +102,9 @@ def _fingerprint(event: Event) -> tuple | None:
     try:
         return (
             event.source, event.name, event.event_type, event.region, event.partition, event.account,
-            principal.account if principal is not None else None, event.invoked_by,
+            # IAM calls without a user name act on the calling user: the principal is an input.
+            (principal.kind, principal.arn, principal.account) if principal is not None else None,
+            event.invoked_by,
             orjson.dumps(event.request) if event.request else b"",
             orjson.dumps(event.response) if event.response else b"",
             orjson.dumps(event.additional) if event.additional else b"",
@@ -138,12 +140,20 @@ def _uses_for(event: Event) -> EventUses:
     ctx = Ctx(event, service or "")
     result: EventUses | None = None
     if kind == "handler":
-        result = payload(ctx)  # type: ignore[operator]
+        try:
+            result = payload(ctx)  # type: ignore[operator]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # A record shaped unlike the documentation must not stop a build: map it generically
+            # and say why, so the finding points at the record.
+            result = None
+            fallback_note = f"{event.origin or 'event'}: {ctx.service} rule skipped ({type(exc).__name__}: {exc}); generic mapping used"
+        else:
+            fallback_note = None
         if result is None:
             action = action_for_event_name(ctx.service, event.name)
             if action is None:
                 return EventUses(unknown=f"{ctx.service}:{event.name}: no such action in the Service Authorization Reference")
-            result = EventUses(uses=ctx.use(action))
+            result = EventUses(uses=ctx.use(action), notes=(fallback_note,) if fallback_note else ())
     else:
         uses: list[Use] = []
         for action in payload:  # type: ignore[union-attr]
