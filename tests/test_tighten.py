@@ -339,3 +339,12 @@ def test_compatible_conditions(own, carried, expected: bool) -> None:
     from rolesmith.tighten.replace import compatible
 
     assert compatible(own, carried) is expected
+
+
+def test_a_trail_without_the_role_says_so_and_grants_nothing() -> None:
+    r = tighten("data-pipeline", TightenOptions(trails=(FIX / "trails" / "admin_worker.jsonl",), current_policies=ROLES))
+    assert [f.message for f in r.findings if f.code == "NO_USE"] == [
+        "the trails hold no call by arn:aws:iam::111122223333:role/data-pipeline: check the role ARN "
+        "(a role path is part of it) or the time window (use one of: arn:aws:iam::111122223333:role/order-worker)"]
+    assert r.replacement.identity_policies[0].policy["Statement"] == []
+    assert {g.status for g in r.data_access} == {"removed"}

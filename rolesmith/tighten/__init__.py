@@ -36,7 +36,8 @@ def read_current(role: str, options: TightenOptions) -> CurrentRole:
 
 def tighten(role: str, options: TightenOptions) -> TightenReport:
     """The tighten report for ``role`` (name or ARN): read-only, nothing is written anywhere."""
-    from rolesmith.policies import BuildOptions, build_policies
+    from rolesmith.policies import BuildOptions, UnknownPrincipal, build_policies
+    from rolesmith.policies.model import Finding
     from rolesmith.tighten import compare, replace, usage
 
     if not (options.trails or options.cloudtrail or options.cloudtrail_bucket or options.access_advisor):
@@ -61,11 +62,21 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
             sources.append(f"s3://{options.cloudtrail_bucket.removeprefix('s3://')}: {len(logs)} log files, last {options.days} days")
         if paths:
             build_options = BuildOptions(principals=(current.arn,), generalize=options.generalize, skip_bad=options.skip_bad)
-            result = build_policies(paths, build_options)
-            built = result.policies
-            calls = usage.uses_from_graph(result.graph, current.arn, "trail")
-            # The current trust policy is kept, so build's remark that the trail shows none is moot.
-            findings.extend(f for f in built.findings if not (current.trust and f.code == "NO_TRUST_EVIDENCE"))
+            try:
+                result = build_policies(paths, build_options)
+            except UnknownPrincipal as err:
+                # An idle role is an answer, not an error: nothing used, everything granted can go.
+                seen = str(err).rpartition("fix: ")[2]
+                findings.append(Finding(code="NO_USE", message=f"the trails hold no call by {current.arn}: check the "
+                                        f"role ARN (a role path is part of it) or the time window ({seen})"))
+                result = None
+            if result is not None:
+                built = result.policies
+                calls = usage.uses_from_graph(result.graph, current.arn, "trail")
+                # The current trust policy is kept, so build's remark that the trail shows none is moot.
+                findings.extend(f for f in built.findings if not (current.trust and f.code == "NO_TRUST_EVIDENCE"))
+                if not calls:
+                    findings.append(Finding(code="NO_USE", message=f"the trails hold no successful call by {current.arn}"))
     advisor: tuple[UsedCall, ...] = ()
     if options.access_advisor:
         advisor, advisor_findings = usage.access_advisor(current.arn, options.days, session=options.session,
@@ -73,11 +84,9 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
         findings.extend(advisor_findings)
         findings.extend(usage.unbacked_advisor(calls, advisor))
         sources.append(f"IAM Access Advisor, last {options.days} days")
-    if paths_given(options) and not calls:
-        from rolesmith.policies.model import Finding
-
-        findings.append(Finding(code="NO_USE", message=f"the trails hold no successful call by {current.arn}: "
-                                "check the role ARN (a role path is part of it) or the time window"))
+    if not paths_given(options):
+        findings.append(Finding(code="NO_TRAIL", message="Access Advisor names no resources, so the replacement is "
+                                "empty: pass --trail, --cloudtrail or --cloudtrail-bucket to build one"))
     use = usage_of(calls, advisor, sources)
     new, replace_findings = replace.replacement(current, built)
     findings.extend(replace_findings)
