@@ -348,3 +348,13 @@ def test_a_trail_without_the_role_says_so_and_grants_nothing() -> None:
         "(a role path is part of it) or the time window (use one of: arn:aws:iam::111122223333:role/order-worker)"]
     assert r.replacement.identity_policies[0].policy["Statement"] == []
     assert {g.status for g in r.data_access} == {"removed"}
+
+
+@pytest.mark.parametrize("role", ["order-worker", "data-pipeline"])
+def test_replacement_is_what_build_writes_when_nothing_constrains_it(reports, role: str) -> None:
+    """Under AdministratorAccess / AmazonS3FullAccess every built grant was granted without conditions, so
+    the replacement is build's identity policy for the role, statement for statement."""
+    from rolesmith.policies import BuildOptions, build_policies
+
+    built = build_policies([FIX / "trails" / CASES[role][0]], BuildOptions(principals=(_arn(role),)))
+    assert reports[role].replacement.identity_policies[0].policy == built.policies.identity_policies[0].policy
