@@ -62,6 +62,9 @@ class RecordingProxy(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms per call).
+    disable_nagle_algorithm = True
     server: RecordingProxy
 
     def setup(self) -> None:
@@ -165,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
                 scheme, host, port = target
                 conn = (http.client.HTTPSConnection(host, port, timeout=120, context=ssl.create_default_context())
                         if scheme == "https" else http.client.HTTPConnection(host, port, timeout=120))
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._upstreams[target] = conn
             try:
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
