@@ -21,6 +21,12 @@ from rolesmith.evaluator.match import glob_match, parts_match, substitute
 from rolesmith.evaluator.model import PolicyError
 
 Context = Mapping[str, Any]
+
+
+class Unresolved(Exception):
+    """A policy variable without a value: "If AWS cannot resolve a variable, this might cause the
+    entire statement to be invalid" (reference_policies_variables.html), so the statement does not
+    apply. Raised while matching, caught per statement by the engine; never escapes the package."""
 Check = Callable[[Context], bool]
 
 # base operator (lower case) -> (family, negated)
@@ -103,7 +109,7 @@ def _comparer(family: str, raw: list[str], where: str) -> Callable[[str, Context
             for v in raw:
                 parts = substitute(v, ctx)
                 if parts is None:
-                    continue
+                    raise Unresolved(v)
                 if wild:
                     if parts_match(parts, r, arn=family == "arn"):
                         return True

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rolesmith.evaluator.compile import Statement, compiled
+from rolesmith.evaluator.conditions import Unresolved
 from rolesmith.evaluator.match import (
     ACCOUNT,
     DIRECT,
@@ -74,13 +75,16 @@ def _principal_arn(arn: str) -> str:
 
 
 def _resource_hit(st: Statement, r: _Req) -> bool:
+    """Resource / NotResource match; raises ``Unresolved`` for a variable without a value."""
     if st.resources is None:
         return True
     hit = False
     for pattern in st.resources:
         if st.variables and "${" in pattern:
             parts = substitute(pattern, r.ctx)
-            if parts is not None and parts_match(parts, r.resource):
+            if parts is None:
+                raise Unresolved(pattern)
+            if parts_match(parts, r.resource, arn=True):
                 hit = True
                 break
         elif arn_matches(pattern, r.resource):
@@ -100,28 +104,36 @@ def _principal_kind(st: Statement, r: _Req) -> str | None:
                            role_name=r.role_name, where=where)
     if not st.not_principal:
         return kind
-    # NotPrincipal: the statement applies unless the caller's entity AND its account are listed
+    # NotPrincipal (Deny only): AWS may check the account, then the role, then the session, so the
+    # caller is excepted only when every one of them is listed
     # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html);
-    # with a permissions boundary a Deny+NotPrincipal always applies.
+    # with a permissions boundary a Deny+NotPrincipal always applies (access_policies_boundaries.html).
     if not st.allow and r.has_boundary:
         return DIRECT
-    listed_entity = kind == DIRECT and st.principal != "*"
-    listed_account = _lists_account(st.principal, r.account) or r.principal.endswith(":root")
-    if st.principal == "*" or (listed_entity and listed_account):
-        return None
-    return DIRECT
+    return None if _not_principal_excepts(st.principal, r) else DIRECT
 
 
-def _lists_account(element: Any, account: str) -> bool:
+def _not_principal_excepts(element: Any, r: _Req) -> bool:
+    if element == "*":
+        return True
     if not isinstance(element, Mapping):
         return False
-    vals = element.get("AWS", [])
-    vals = [vals] if isinstance(vals, str) else vals
-    return account in vals or f"arn:aws:iam::{account}:root" in vals
-
-
-def _matches(st: Statement, r: _Req) -> bool:
-    return _action_hit(st, r) and _resource_hit(st, r) and all(c(r.ctx) for c in st.conditions)
+    listed: set[str] = set()
+    for values in element.values():
+        listed.update([values] if isinstance(values, str) else values)
+    if "*" in listed:
+        return True
+    if _is_service(r.principal):
+        return r.principal in listed
+    if r.account not in listed and f"arn:aws:iam::{r.account}:root" not in listed:
+        return False
+    if r.principal.endswith(":root"):
+        return True
+    if r.role_name is not None:
+        role_listed = any(v.startswith(f"arn:aws:iam::{r.account}:role/") and v.rsplit("/", 1)[-1] == r.role_name
+                          for v in listed)
+        return role_listed and all(d in listed for d in r.direct)
+    return r.principal in listed
 
 
 class _Layer:
@@ -136,15 +148,18 @@ class _Layer:
 def _scan(layer: str, policies: Iterable[NamedPolicy], r: _Req, *, principal_side: bool) -> _Layer:
     out = _Layer(layer)
     for policy in policies:
-        for st in compiled(policy, "rcp" if layer == "rcp" else layer):
-            if not _action_hit(st, r) or not _resource_hit(st, r):
-                continue
-            kind = DIRECT
-            if principal_side:
-                kind = _principal_kind(st, r)  # type: ignore[assignment]
-                if kind is None:
+        for st in compiled(policy, layer):
+            try:
+                if not _action_hit(st, r) or not _resource_hit(st, r):
                     continue
-            if not all(c(r.ctx) for c in st.conditions):
+                kind = DIRECT
+                if principal_side:
+                    kind = _principal_kind(st, r)  # type: ignore[assignment]
+                    if kind is None:
+                        continue
+                if not all(c(r.ctx) for c in st.conditions):
+                    continue
+            except Unresolved:
                 continue
             if st.allow:
                 out.allows.append((st, kind))

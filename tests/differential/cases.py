@@ -21,7 +21,7 @@ ROLE = f"arn:aws:iam::{A}:role/app-role"
 SESSION = f"arn:aws:sts::{A}:assumed-role/app-role/run-42"
 USER = f"arn:aws:iam::{A}:user/alice"
 SLR = f"arn:aws:iam::{A}:role/aws-service-role/elasticmapreduce.amazonaws.com/AWSServiceRoleForEMRCleanup"
-NAMES = ("alpha", "beta", "gamma")
+NAMES = ("alpha", "beta", "data")
 
 # service -> (actions, resource kind for Policies.resource_kind, supports a resource policy)
 SERVICES: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -116,7 +116,8 @@ def _condition(rnd: random.Random) -> dict[str, Any]:
 
 
 def _statement(rnd: random.Random, action: str, resource: str, *, deny_rate: float, principal: Any = None,
-               resource_element: bool = True, cond_rate: float = 0.3, rcp: bool = False) -> dict[str, Any]:
+               resource_element: bool = True, cond_rate: float = 0.3, rcp: bool = False,
+               not_principal_rate: float = 0.0) -> dict[str, Any]:
     service = action.split(":")[0]
     st: dict[str, Any] = {"Effect": "Deny" if rnd.random() < deny_rate else "Allow"}
     r = rnd.random()
@@ -148,9 +149,16 @@ def _statement(rnd: random.Random, action: str, resource: str, *, deny_rate: flo
             res = "*"
         else:
             res = resource.replace(rnd.choice(NAMES), rnd.choice(NAMES)) if resource != "*" else "*"
+        # Variables only in S3 ARNs: iam-simulate splits other ARNs on ":" before substituting
+        # variables (whose names contain ":"), a bug of that engine rather than a semantic question.
+        if res.startswith("arn:aws:s3:::") and "data" in res and rnd.random() < 0.5:
+            res = res.replace("data", rnd.choice(["${aws:PrincipalTag/team}", "${aws:PrincipalTag/missing}"]), 1)
         st["NotResource" if rnd.random() < 0.05 and res != "*" else "Resource"] = res
     if principal is not None:
-        st["Principal"] = principal
+        if st["Effect"] == "Deny" and not_principal_rate and rnd.random() < not_principal_rate and principal != "*":
+            st["NotPrincipal"] = principal
+        else:
+            st["Principal"] = principal
     if rnd.random() < cond_rate:
         st["Condition"] = {}
         for _ in range(rnd.randint(1, 2)):
@@ -241,7 +249,8 @@ def generate(n: int, seed: int = 20260101) -> list[Case]:
             for _ in range(rnd.randint(1, 3)):
                 st = _statement(rnd, action, "*" if kind == "kms-key" else resource, deny_rate=0.15,
                                 principal=_principal_element(rnd, caller, res_account),
-                                resource_element=kind != "role-trust", cond_rate=0.25)
+                                resource_element=kind != "role-trust", cond_rate=0.25,
+                                not_principal_rate=0.3 if kind != "role-trust" else 0.0)
                 sts.append(st)
             resource_policy = NamedPolicy(name=f"{kind}-policy", document=_doc(sts))
             tags.add("resource")
