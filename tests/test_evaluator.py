@@ -132,3 +132,29 @@ def test_decision_reports_every_layer() -> None:
                               "boundary": "allow", "session": "absent"}
     assert [(s.layer, s.policy, s.sid) for s in d.statements] == [
         ("key-policy", "key", "EnableIAM"), ("identity", "id", None), ("boundary", "pb", None)]
+
+
+def test_version_2008_has_no_policy_variables() -> None:
+    """Variables need Version 2012-10-17; earlier policies treat ${...} literally.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html"""
+    request = Request(principal=USER, principal_account="111111111111", action="s3:GetObject",
+                      resource="arn:aws:s3:::home/alice/x", context={"s3:prefix": "home/${aws:username}"})
+    stmt = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::home/${aws:username}/*",
+            "Condition": {"StringEquals": {"s3:prefix": "home/${aws:username}"}}}
+    new = evaluate(request, Policies(identity=(NamedPolicy(name="p", document={"Version": "2012-10-17", "Statement": [
+        {**stmt, "Condition": {}}]}),)))
+    old = evaluate(request, Policies(identity=(NamedPolicy(name="p", document={"Version": "2008-10-17", "Statement": [stmt]}),)))
+    assert new.allowed
+    assert not old.allowed  # the Resource ${aws:username} stays literal under 2008-10-17
+    literal = Request(principal=USER, principal_account="111111111111", action="s3:GetObject",
+                      resource="arn:aws:s3:::home/${aws:username}/x", context={"s3:prefix": "home/${aws:username}"})
+    assert evaluate(literal, Policies(identity=(NamedPolicy(name="p", document={"Version": "2008-10-17", "Statement": [stmt]}),))).allowed
+
+
+def test_value_objects_are_immutable() -> None:
+    request = Request(principal=USER, principal_account="111111111111", action="s3:GetObject", resource="*")
+    assert dict(request.context) == {}
+    d = evaluate(request, Policies())
+    with pytest.raises(TypeError):
+        d.layers["identity"] = "allow"  # type: ignore[index]
+    assert d.decision == "ImplicitlyDenied" and not d.allowed

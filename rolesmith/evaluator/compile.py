@@ -97,7 +97,7 @@ def compile_policy(policy: NamedPolicy, layer: str) -> tuple[Statement, ...]:
             actions=actions, not_action="NotAction" in st,
             resources=resources, not_resource="NotResource" in st,
             principal=st.get("Principal", st.get("NotPrincipal")), not_principal="NotPrincipal" in st,
-            conditions=compile_conditions(st.get("Condition"), where),
+            conditions=compile_conditions(st.get("Condition"), where, version == "2012-10-17"),
             variables=version == "2012-10-17",
         ))
     return tuple(out)

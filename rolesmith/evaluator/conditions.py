@@ -99,7 +99,7 @@ def _b64(text: str) -> bytes | str:
         return text
 
 
-def _comparer(family: str, raw: list[str], where: str) -> Callable[[str, Context], bool]:
+def _comparer(family: str, raw: list[str], where: str, variables: bool) -> Callable[[str, Context], bool]:
     """A function telling whether one request value matches ANY of the policy values."""
     if family in ("string", "stringi", "like", "arn"):
         ignore = family == "stringi"
@@ -107,7 +107,7 @@ def _comparer(family: str, raw: list[str], where: str) -> Callable[[str, Context
 
         def cmp(r: str, ctx: Context) -> bool:
             for v in raw:
-                parts = substitute(v, ctx)
+                parts = substitute(v, ctx) if variables else [(False, v)]
                 if parts is None:
                     raise Unresolved(v)
                 if wild:
@@ -172,8 +172,9 @@ def _request_values(value: Any) -> list[str] | None:
     return None if t is None else [t]
 
 
-def compile_condition(operator: str, key: str, values: Any, where: str) -> Check:
-    """One (operator, key, values) triple as a function of the (lower-cased) request context."""
+def compile_condition(operator: str, key: str, values: Any, where: str, variables: bool = True) -> Check:
+    """One (operator, key, values) triple as a function of the (lower-cased) request context.
+    ``variables``: resolve ``${...}`` in values (policy Version 2012-10-17 only)."""
     op = operator
     set_op = None
     low = op.lower()
@@ -201,7 +202,7 @@ def compile_condition(operator: str, key: str, values: Any, where: str) -> Check
                           "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html")
     family, negated = _OPERATORS[base]
     raw = _policy_values(values, where)
-    cmp = _comparer(family, raw, where)
+    cmp = _comparer(family, raw, where, variables)
 
     def check(ctx: Context) -> bool:
         req = _request_values(ctx.get(lkey))
@@ -221,7 +222,7 @@ def compile_condition(operator: str, key: str, values: Any, where: str) -> Check
     return check
 
 
-def compile_conditions(block: Any, where: str) -> tuple[Check, ...]:
+def compile_conditions(block: Any, where: str, variables: bool = True) -> tuple[Check, ...]:
     if block is None:
         return ()
     if not isinstance(block, Mapping):
@@ -231,7 +232,7 @@ def compile_conditions(block: Any, where: str) -> tuple[Check, ...]:
         if not isinstance(keys, Mapping):
             raise PolicyError(f"{where}: Condition {operator!r} must map condition keys to values")
         for key, values in keys.items():
-            checks.append(compile_condition(str(operator), str(key), values, where))
+            checks.append(compile_condition(str(operator), str(key), values, where, variables))
     return tuple(checks)
 
 
