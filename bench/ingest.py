@@ -43,6 +43,7 @@ TS_VENV = HERE / ".venv-trailscraper"
 START = 1704067200  # 2024-01-01T00:00:00Z
 SPAN = 10 * 86400  # the trail covers ten days whatever its size: more events, denser trail
 PER_FILE = 500
+_OVER_MEMORY = 3  # exit status of a job that hit --max-memory-mb
 ACCOUNTS = ("111111111111", "222222222222", "333333333333")
 REGIONS = ("us-east-1", "eu-west-1")
 
@@ -376,10 +377,10 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_child(mode: str, root: Path, timeout: float) -> dict[str, Any] | None:
+def _run_child(mode: str, root: Path, timeout: float, max_memory_mb: int) -> dict[str, Any] | None:
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", mode, str(root)],
+            [sys.executable, __file__, "--child", mode, str(root), "--max-memory-mb", str(max_memory_mb)],
             capture_output=True,
             text=True,
             check=False,
@@ -387,6 +388,9 @@ def _run_child(mode: str, root: Path, timeout: float) -> dict[str, Any] | None:
         )
     except subprocess.TimeoutExpired:
         print(f"  {mode} on {root.name}: timed out after {timeout:.0f} s", file=sys.stderr)
+        return None
+    if out.returncode == _OVER_MEMORY:
+        print(f"  {mode} on {root.name}: stopped at the {max_memory_mb} MB memory cap", file=sys.stderr)
         return None
     if out.returncode != 0:
         raise SystemExit(f"bench job {mode} on {root} failed:\n{out.stderr[-3000:]}")
@@ -456,10 +460,21 @@ def main() -> None:
         "--jobs", default="json,orjson,ingest,pipeline", help="comma-separated jobs to run (default: all)"
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a job is abandoned")
+    parser.add_argument(
+        "--max-memory-mb",
+        type=int,
+        default=4096,
+        help="address-space cap per job (a job over it is reported, not run to an OOM on a shared machine)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("JOB", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_job(args.child[0], Path(args.child[1]))))
+        cap = args.max_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        try:
+            print(json.dumps(_job(args.child[0], Path(args.child[1]))))
+        except MemoryError:
+            raise SystemExit(_OVER_MEMORY) from None
         return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="rolesmith-bench-"))
@@ -488,7 +503,7 @@ def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for size, root in trails.items():
         for mode in args.jobs.split(","):
-            r = _run_child(mode, root, args.timeout)
+            r = _run_child(mode, root, args.timeout, args.max_memory_mb)
             if r is None:
                 continue
             r["events_per_s"] = r["events"] / r["seconds"]

@@ -304,6 +304,8 @@ class TrailReader:
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as err:
+            if err.msg.startswith("Not enough memory"):  # orjson reports allocation failure this way
+                raise MemoryError(f"{name}: {err.msg}") from None
             doc = self._not_one_document(data, name, err)
             if doc is None:  # JSON Lines under a .json name
                 yield from self._lines(iter(data.splitlines()), name)
