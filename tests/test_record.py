@@ -204,3 +204,23 @@ def test_https_proxy_terminates_tls_with_the_run_ca(tmp_path, aws_env, moto_url,
     assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
     _assert_no_secrets(out)
     assert len(cas) == 1 and not cas[0].dir.exists()  # the per-run CA is deleted at the end
+
+
+def test_sandbox_scenario_runs_the_child_as_the_scenarios_principal(tmp_path):
+    """--scenario: the enforcing sandbox (rolesmith.sandbox) replaces moto behind the same seam."""
+    pytest.importorskip("rolesmith.sandbox.server", reason="rolesmith.sandbox not in this build")
+    examples = Path(__file__).parent.parent / "examples"
+    if not (examples / "secure_inbox.yaml").exists():
+        pytest.skip("examples/secure_inbox.yaml not present")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = record([PYTHON, str(examples / "secure_inbox.py")],
+                    RecordOptions(out_dir=out, env=env, scenario=examples / "secure_inbox.yaml"))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert [r["eventName"] for r in records] == ["PutObject", "CopyObject"]
+    assert {r["userIdentity"]["arn"] for r in records} == {
+        "arn:aws:sts::111111111111:assumed-role/ReportWriter/rolesmith-sandbox"}
+    assert records[1]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] == (
+        "arn:aws:iam::111111111111:role/ReportWriter")
+    assert result.denied == ()

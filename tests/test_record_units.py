@@ -156,3 +156,24 @@ def test_sigterm_is_forwarded_to_the_whole_process_group(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("the grandchild survived the forwarded SIGTERM")
+
+
+def test_summary_points_denied_calls_at_explain():
+    from rolesmith.policies.model import Finding
+    from rolesmith.record import RecordResult
+
+    result = RecordResult(
+        exit_code=1, signal=None, recording=Path("out/recording.jsonl"), calls_by_method={"hook": 3, "proxy": 1},
+        denied=("s3:GetObject by arn:aws:sts::1:assumed-role/r/s (AccessDenied)",), principals=("arn:p",),
+        indirect=("kms:GenerateDataKey invoked by s3.amazonaws.com",),
+        findings=(Finding(code="UNOBSERVED_USE", message="r used sqs during the run"),))
+    assert result.summary_lines() == [
+        "calls captured: 4 (3 by hook, 1 by proxy)",
+        "principals: arn:p",
+        "denied calls: 1; see `rolesmith explain out/recording.jsonl`",
+        "  s3:GetObject by arn:aws:sts::1:assumed-role/r/s (AccessDenied)",
+        "indirect uses: 1",
+        "  kms:GenerateDataKey invoked by s3.amazonaws.com",
+        "unobserved services/actions (Access Advisor): 1",
+        "  r used sqs during the run",
+    ]

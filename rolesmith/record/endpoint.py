@@ -1,7 +1,8 @@
 """The local AWS endpoint ``--sandbox`` runs the child against.
 
-Seam: ``start_endpoint(scenario)`` returns a running endpoint; rolesmith.sandbox (the enforcing
-multi-account sandbox) plugs in here. Until it exists, a moto server on 127.0.0.1 stands in.
+``start_endpoint(scenario)`` returns a running endpoint: with a scenario, rolesmith.sandbox (the
+enforcing multi-account sandbox, running the child as the scenario's principal); without one, a
+plain moto server on 127.0.0.1 with dummy credentials.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ class EndpointError(RolesmithError):
 class Endpoint:
     url: str
     env: dict[str, str] = field(default_factory=dict)  # what the child needs: endpoint, credentials, region
+    # Credentials for rolesmith's own calls (LookupEvents, Access Advisor, GetCallerIdentity), when
+    # the workload's own may not make them (an enforcing sandbox); None: the workload's.
+    operator_env: dict[str, str] | None = None
     stop: Callable[[], None] = lambda: None
 
 
 def start_endpoint(scenario: Path | None) -> Endpoint:
     if scenario is not None:
-        raise EndpointError(f"{scenario}: sandbox scenarios need rolesmith.sandbox, which this build lacks; "
-                            "run without --scenario to record against a plain moto server")
+        # The enforcing sandbox: the child runs as the scenario's run_as principal.
+        from rolesmith.sandbox import start_sandbox
+
+        handle = start_sandbox(scenario)
+        env = handle.env_for(handle.default_principal)
+        operator = getattr(handle, "operator_env", None)
+        return Endpoint(url=handle.endpoint_url, env=env, stop=handle.stop,
+                        operator_env=operator() if callable(operator) else None)
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as err:

@@ -123,6 +123,7 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
     path.write_text("", encoding="utf-8")
     env = dict(options.env if options.env is not None else os.environ)
     client_factory = options.client_factory or _default_client
+    endpoint = None
     with contextlib.ExitStack() as stack:
         if options.sandbox or options.scenario is not None:
             endpoint = start_endpoint(options.scenario)
@@ -130,8 +131,10 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
             for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN"):
                 env.pop(var, None)
             env.update(endpoint.env)
-        aws_env = dict(env)  # what rolesmith's own calls use: no proxy in between
-        resolver = IdentityResolver(_own_key(env), lambda: client_factory("sts", aws_env).get_caller_identity())
+        workload_env = dict(env)  # the workload's credentials, without the proxy in between
+        aws_env = {**workload_env, **(endpoint.operator_env or {})} if endpoint is not None else workload_env
+        # GetCallerIdentity must be signed with the very key it resolves.
+        resolver = IdentityResolver(_own_key(env), lambda: client_factory("sts", workload_env).get_caller_identity())
         methods = {"auto": ("hook", "proxy")}.get(options.capture, (options.capture,))
         writer = RecordingWriter(path)
         # Proxy calls wait for the hook's copy of the same request only when both capture.
