@@ -80,11 +80,11 @@ def test_a_rule_that_trips_on_an_odd_record_falls_back_to_the_generic_mapping(mo
     import rolesmith.actions as actions
 
     actions._plan.cache_clear()
-    actions._memo().clear()
+    actions._memo().table.clear()
     try:
         result = uses_for(_get("fallback.txt"))
     finally:
         actions._plan.cache_clear()
-        actions._memo().clear()
+        actions._memo().table.clear()
     assert [u.action for u in result.uses] == ["s3:GetObject"]
     assert any("rule skipped (KeyError" in note for note in result.notes)

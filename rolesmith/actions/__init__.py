@@ -88,9 +88,22 @@ def _plan(source: str, name: str) -> tuple[str, str | None, object]:
 _MEMO_LIMIT = 131072
 
 
+class _Memo:
+    """The memo table and its hit statistics: when a stretch of trail never repeats (every object
+    key distinct), fingerprinting is pure overhead, so it pauses for a while and then retries."""
+
+    __slots__ = ("table", "lookups", "hits", "paused")
+    WINDOW = 4096
+    PAUSE = 16384
+
+    def __init__(self) -> None:
+        self.table: dict[tuple, EventUses] = {}
+        self.lookups = self.hits = self.paused = 0
+
+
 @cache
-def _memo() -> dict[tuple, EventUses]:
-    return {}
+def _memo() -> _Memo:
+    return _Memo()
 
 
 def _fingerprint(event: Event) -> tuple | None:
@@ -116,16 +129,26 @@ def _fingerprint(event: Event) -> tuple | None:
 
 def uses_for(event: Event) -> EventUses:
     """The IAM permissions one event needed (observed), implied (inferred), or why it is unknown."""
+    memo = _memo()
+    if memo.paused:
+        memo.paused -= 1
+        return _uses_for(event)
     key = _fingerprint(event)
     if key is None:
         return _uses_for(event)
-    memo = _memo()
-    result = memo.get(key)
+    memo.lookups += 1
+    result = memo.table.get(key)
     if result is None:
         result = _uses_for(event)
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[key] = result
+        if len(memo.table) >= _MEMO_LIMIT:
+            memo.table.clear()
+        memo.table[key] = result
+    else:
+        memo.hits += 1
+    if memo.lookups >= _Memo.WINDOW:
+        if memo.hits * 20 < memo.lookups:  # under 5% hits: not worth hashing every record
+            memo.paused = _Memo.PAUSE
+        memo.lookups = memo.hits = 0
     return result
 
 
