@@ -63,17 +63,25 @@ def _run_instances(ctx: Ctx) -> EventUses:
     notes: tuple[str, ...] = ()
     profile = req.get("iamInstanceProfile")
     if isinstance(profile, Mapping) and (profile.get("arn") or profile.get("name")):
-        ref = profile.get("arn") or profile.get("name")
+        ref = str(profile.get("arn") or profile.get("name"))
         cond = (("StringEquals", "iam:PassedToService", "ec2.amazonaws.com"),)
         account = None
-        if isinstance(ref, str) and ref.startswith("arn:"):
+        name = ref
+        if ref.startswith("arn:"):
             account = ref.split(":")[4] or None
+            name = ref.rsplit("/", 1)[-1]
+        role_name = None
+        if ctx.event.invoked_by == "elasticmapreduce.amazonaws.com":
+            # EMR only launches instance profiles whose role has the same name
+            # (../shared/reference/emr/emr-mg__emr-iam-roles-custom.md).
+            role_name = name
+        else:
+            notes = (f"instance profile {ref}: iam:PassRole needs its role's ARN, which the event does not name (role/* until narrowed)",)
         inferred = ctx.use(
             "iam:PassRole",
-            values={"RoleNameWithPath": None, "Account": account or ctx.default_account()},
+            values={"RoleNameWithPath": role_name, "Account": account or ctx.default_account()},
             rtype="role", conditions=cond, inferred_by=RULE_INSTANCE_PROFILE,
         )
-        notes = (f"instance profile {ref}: iam:PassRole needs its role's ARN, which the event does not name (role/* until narrowed)",)
     return EventUses(uses=tuple(uses), inferred=inferred, notes=notes)
 
 

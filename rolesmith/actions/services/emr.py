@@ -11,6 +11,7 @@ EMR requires the instance profile and its role to have the same name (emr-mg__em
 
 from __future__ import annotations
 
+from rolesmith.actions import action_for_event_name, dataset
 from rolesmith.actions.builder import Ctx
 from rolesmith.actions.model import EventUses
 from rolesmith.actions.services._rules import ServiceRules, observed, pass_role
@@ -28,7 +29,23 @@ def _run_job_flow(ctx: Ctx) -> EventUses:
     return EventUses(uses=uses, inferred=inferred)
 
 
+def _default(ctx: Ctx) -> EventUses | None:
+    """Calls naming several clusters (``jobFlowIds``: TerminateJobFlows, SetTerminationProtection…)
+    act on each cluster."""
+    ids = ctx.param("jobFlowIds", "JobFlowIds")
+    action = action_for_event_name("elasticmapreduce", ctx.event.name)
+    info = dataset.action_info(action) if action else None
+    if not isinstance(ids, list) or info is None or "cluster" not in [rt.name for rt in info.resource_types]:
+        return None
+    uses = []
+    for cluster in ids:
+        if isinstance(cluster, str) and cluster:
+            uses.extend(ctx.use(info.name, values={"ClusterId": cluster}, rtype="cluster"))
+    return EventUses(uses=tuple(uses)) if uses else None
+
+
 RULES = ServiceRules(
     handlers={"RunJobFlow": _run_job_flow},
+    default=_default,
     emits=frozenset({"elasticmapreduce:RunJobFlow", "iam:PassRole"}),
 )

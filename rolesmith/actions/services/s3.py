@@ -192,7 +192,8 @@ def _sse_kms(
         algo = algo or src.get("x-amz-server-side-encryption")
         key_id = key_id or src.get("x-amz-server-side-encryption-aws-kms-key-id")
         applied = src.get("SSEApplied")
-        if isinstance(applied, str) and applied.upper().startswith("SSE_KMS"):
+        # SSEApplied: SSE_KMS, Default_SSE_KMS (bucket default), SSE_KMS_DSSE…
+        if isinstance(applied, str) and "SSE_KMS" in applied.upper():
             algo = algo or "aws:kms"
     if not (isinstance(algo, str) and algo.startswith("aws:kms")):
         return (), ()
