@@ -9,6 +9,7 @@ patches applied (``SandboxHandle.reset``: empty moto, seeded again, new credenti
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import re
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 import yaml
 
@@ -68,6 +71,11 @@ def _example(name: str) -> Any:
     return mod
 
 
+@functools.cache
+def _loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Any:
     with start_sandbox(ROOT / "examples/secure_inbox.yaml") as sb:
@@ -81,7 +89,10 @@ def test_example_case(case: dict[str, Any], sandbox: Any, tmp_path: Path, monkey
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the previous case's credentials
+    # A fresh default session (it caches the previous case's credentials) sharing one model loader.
+    fresh = botocore.session.get_session()
+    fresh.register_component("data_loader", _loader())
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto3.session.Session(botocore_session=fresh))
     sandbox.reset(_scenario(case, tmp_path), log_dir=tmp_path / "trail")
     sb = sandbox
     for k, v in {**sb.env_for(sb.default_principal), **case.get("env", {})}.items():

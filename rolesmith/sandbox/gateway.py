@@ -8,12 +8,11 @@ go through the same path under the identity AWS uses for them.
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
+from urllib.parse import unquote
 
 from rolesmith.sandbox import effects, emr, errors, sts
 from rolesmith.sandbox.auth import Credentials, Identity
@@ -35,12 +34,11 @@ class Mapped:
 
 
 class Gateway:
-    def __init__(self, world: World, creds: Credentials, trail: Trail, moto: tuple[str, int]) -> None:
+    def __init__(self, world: World, creds: Credentials, trail: Trail, moto: Any) -> None:
         self.world = world
         self.creds = creds
         self.trail = trail
-        self.moto = moto
-        self._local = threading.local()
+        self.moto = moto  # moto's WSGI application
         self._counter = itertools.count(1)
 
     # -- mapping ------------------------------------------------------------------------------
@@ -167,25 +165,26 @@ class Gateway:
         return ident.account
 
     def forward(self, method: str, path: str, headers: Mapping[str, str], body: bytes, account: str) -> Response:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = http.client.HTTPConnection(*self.moto, timeout=60)
-        out = {k: v for k, v in headers.items() if k.lower() not in ("connection", "transfer-encoding", "content-length")}
-        out["x-moto-account-id"] = account
-        out["Content-Length"] = str(len(body))
-        for attempt in (1, 2):
-            try:
-                conn.request(method, path, body=body, headers=out)
-                r = conn.getresponse()
-                data = r.read()
-                break
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                conn = self._local.conn = http.client.HTTPConnection(*self.moto, timeout=60)
-                if attempt == 2:
-                    raise
-        hdrs = tuple((k, v) for k, v in r.getheaders() if k.lower() not in _HOP)
-        return Response(status=r.status, headers=hdrs, body=data)
+        """Hand the request to moto's server application (in-process WSGI: no socket, no second port)."""
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        raw_path, _, query = path.partition("?")
+        hdrs = [(k, v) for k, v in headers.items() if k.lower() not in ("connection", "transfer-encoding", "content-length")]
+        hdrs.append(("x-moto-account-id", account))
+        builder = EnvironBuilder(path=unquote(raw_path), method=method, headers=hdrs, data=body, query_string=query)
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        environ["RAW_URI"] = environ["REQUEST_URI"] = path
+        app_iter, status, out_headers = run_wsgi_app(self.moto, environ, buffered=True)
+        try:
+            data = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        hdrs_out = tuple((k, v) for k, v in out_headers.items() if k.lower() not in _HOP)
+        return Response(status=int(status.split(" ", 1)[0]), headers=hdrs_out, body=data)
 
 
 def synthetic(service: str, operation: str, params: Mapping[str, Any], region: str) -> Call:
