@@ -257,3 +257,33 @@ def test_nearby_unobserved_calls_are_not_allowed(case: dict[str, Any]) -> None:
                       context=case.get("context", {}))
     decision = evaluate(request, _policies_for(ps, principal, case["action"], case["resource"]))
     assert not decision.allowed, decision
+
+
+SHARED = ROOT.parent / "shared" / "data" / "cloudtrail"
+
+
+# cfn-lint costs seconds per large template: lint the CloudFormation of two varied sources (docs examples
+# of many services, OTRF attack simulations); the others are built and rendered as JSON only.
+LINTED_SOURCES = ("awsdocs_examples", "otrf")
+
+
+@pytest.mark.slow
+def test_shared_corpus_builds_and_its_cloudformation_passes_cfn_lint(tmp_path: Path) -> None:
+    # Real trails (../shared/data/cloudtrail: log files, LookupEvents, JSON Lines, a malformed file): build
+    # must not crash, and the templates rendered from them pass cfn-lint.
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared/ not present: {SHARED}")
+    from tests.test_render import _cfn_lint
+
+    paths = []
+    for source in sorted(p for p in SHARED.iterdir() if p.is_dir()):
+        result = build_policies([source], BuildOptions(skip_bad=True))
+        doc = json.loads(render(result.policies)["policies.json"])
+        assert doc == result.policies.to_dict()
+        if source.name in LINTED_SOURCES:
+            assert result.policies.identity_policies, source.name
+            path = tmp_path / f"{source.name}.yaml"
+            path.write_text(render(result.policies, fmt="cloudformation")["rolesmith.yaml"], encoding="utf-8")
+            paths.append(path)
+    assert len(paths) == len(LINTED_SOURCES)
+    assert {p.name: problems for p, problems in _cfn_lint(paths).items() if problems} == {}

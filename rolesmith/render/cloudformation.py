@@ -232,15 +232,32 @@ def _account_of(arn: str) -> str:
 
 
 def _disambiguate(unit_list: list[Unit]) -> None:
-    """Same-named roles (or keys) in two accounts: suffix file stems and logical ids with the account."""
-    stems = [u.stem for u in unit_list]
+    """Make file stems and logical ids unique: same-named roles in two accounts get the account as a
+    suffix; names that only differ in case or punctuation (``test-user`` / ``TestUser``) a number."""
+    stems = [u.stem.lower() for u in unit_list]
     logicals = [lid for u in unit_list for lid in u.resources]
     for unit in unit_list:
         account = _account_of(unit.arn)
-        if stems.count(unit.stem) > 1 and account:
+        if stems.count(unit.stem.lower()) > 1 and account:
             unit.stem = f"{unit.stem}-{account}"
         if any(logicals.count(lid) > 1 for lid in unit.resources) and account:
             unit.resources = {f"{lid}{account}": res for lid, res in unit.resources.items()}
+    seen_stems: set[str] = set()
+    seen_ids: set[str] = set()
+    for unit in unit_list:
+        stem, n = unit.stem, 2
+        while stem.lower() in seen_stems:
+            stem, n = f"{unit.stem}-{n}", n + 1
+        unit.stem = stem
+        seen_stems.add(stem.lower())
+        renamed = {}
+        for lid, res in unit.resources.items():
+            new, n = lid, 2
+            while new in seen_ids:
+                new, n = f"{lid}{n}", n + 1
+            seen_ids.add(new)
+            renamed[new] = res
+        unit.resources = renamed
 
 
 def template(unit_list: list[Unit], params: Parameters, policy_set: PolicySet) -> dict[str, Any]:
