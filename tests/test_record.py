@@ -224,3 +224,25 @@ def test_sandbox_scenario_runs_the_child_as_the_scenarios_principal(tmp_path):
     assert records[1]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] == (
         "arn:aws:iam::111111111111:role/ReportWriter")
     assert result.denied == ()
+
+
+def test_proxy_pipes_large_bodies_unchanged(tmp_path, aws_env):
+    out = tmp_path / "out"
+    result = record([PYTHON, str(FIXTURES / "workload_large.py")],
+                    RecordOptions(out_dir=out, env=aws_env, capture="proxy"))
+    assert result.exit_code == 0  # the workload compares what it downloads with what it uploaded
+    assert [r["eventName"] for r in _records(out)] == ["CreateBucket", "PutObject", "GetObject"]
+
+
+def test_csm_capture_records_actions_without_resources(tmp_path, aws_env):
+    """--capture csm: botocore's client-side monitoring datagrams; actions only, and the summary says so."""
+    out = tmp_path / "out"
+    result = record([PYTHON, str(FIXTURES / "workload_boto3.py")],
+                    RecordOptions(out_dir=out, env=aws_env, capture="csm"))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert [(r["eventSource"], r["eventName"], r["resources"]) for r in records] == [
+        (source, name, []) for source, name, _ in EXPECTED_USES]
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"csm"}
+    assert records[0]["userIdentity"]["accessKeyId"] == ACCESS_KEY
+    assert any("csm captures actions only, no resources" in line for line in result.summary_lines())

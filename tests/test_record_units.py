@@ -63,6 +63,10 @@ def test_request_parameters_use_cloudtrail_casing():
     ("rds", "CreateDBInstance", {"DBInstanceIdentifier": "d", "DBInstanceClass": "c", "Engine": "e",
                                  "MasterUserPassword": "hunter2"}, "masterUserPassword"),
     ("unknownservice", "Anything", {"Nested": {"ClientSecret": "hunter2"}}, None),
+    # The workload's data, like object bodies: dropped, not redacted.
+    ("sqs", "SendMessage", {"QueueUrl": "q", "MessageBody": "hunter2"}, None),
+    ("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": [{"Id": "1", "MessageBody": "hunter2"}]}, None),
+    ("dynamodb", "PutItem", {"TableName": "t", "Item": {"pk": {"S": "hunter2"}}}, None),
 ])
 def test_sensitive_parameters_are_redacted(service, operation, params, redacted):
     out = models.to_request_parameters(service, operation, params)

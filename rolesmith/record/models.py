@@ -19,6 +19,17 @@ _SECRET_NAMES = re.compile(
     r"|plaintext|credentials?$)"
 )
 
+# Members that carry the workload's data rather than describe the call: dropped like object bodies.
+_DATA_MEMBERS = {
+    "sqs": frozenset({"MessageBody", "MessageAttributes", "MessageSystemAttributes"}),
+    "sns": frozenset({"Message", "MessageAttributes"}),
+    "dynamodb": frozenset({"Item", "Items", "AttributeUpdates", "ExpressionAttributeValues", "Expected",
+                           "TransactItems", "RequestItems", "Parameters", "Statements"}),
+    "kinesis": frozenset({"Data", "Records"}),
+    "firehose": frozenset({"Record", "Records"}),
+    "logs": frozenset({"logEvents"}),
+}
+
 # eventSource prefix (= endpoint prefix) where it differs from botocore's service name.
 _SOURCE_ALIASES = {"monitoring": "cloudwatch", "email": "ses", "states": "stepfunctions",
                    "elasticmapreduce": "emr", "es": "opensearch", "execute-api": "apigateway",
@@ -83,23 +94,26 @@ def to_request_parameters(service: str, operation: str, params: Mapping[str, Any
             shape = model.operation_model(operation).input_shape
         except Exception:
             shape = None
-    out = _convert(params, shape, top=True)
+    data = _DATA_MEMBERS.get(service, frozenset())
+    out = _convert(params, shape, data)
     if service == "s3" and isinstance(out, dict) and "bucket" in out:
         out["bucketName"] = out.pop("bucket")
     return out if isinstance(out, dict) else {}
 
 
-def _convert(value: Any, shape: Shape | None, top: bool = False) -> Any:
+def _convert(value: Any, shape: Shape | None, drop: frozenset[str] = frozenset()) -> Any:
     if shape is not None and (shape.serialization.get("streaming") or shape.type_name == "blob"):
         return None
     if shape is not None and shape.metadata.get("sensitive"):
         return REDACTED
     if isinstance(value, Mapping):
         if shape is not None and shape.type_name == "map":
-            return {str(k): _convert(v, shape.value) for k, v in value.items()}
+            return {str(k): _convert(v, shape.value, drop) for k, v in value.items()}
         members = shape.members if shape is not None and shape.type_name == "structure" else {}
         out: dict[str, Any] = {}
         for key, item in value.items():
+            if key in drop:
+                continue
             member = members.get(key)
             if member is None and _SECRET_NAMES.search(str(key)):
                 out[lower_camel(str(key))] = REDACTED
@@ -107,13 +121,13 @@ def _convert(value: Any, shape: Shape | None, top: bool = False) -> Any:
             if member is not None and (_SECRET_NAMES.search(key) and member.type_name == "string"):
                 out[lower_camel(key)] = REDACTED
                 continue
-            converted = _convert(item, member)
+            converted = _convert(item, member, drop)
             if converted is not None:
                 out[lower_camel(str(key)) if members or shape is None else str(key)] = converted
         return out
     if isinstance(value, (list, tuple)):
         inner = shape.member if shape is not None and shape.type_name == "list" else None
-        return [_convert(v, inner) for v in value]
+        return [_convert(v, inner, drop) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return None
     return value

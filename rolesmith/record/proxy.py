@@ -30,6 +30,8 @@ _HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "
         "upgrade"}
 _AWS_HOST = re.compile(r"(^|\.)(amazonaws\.com(\.cn)?|api\.aws)$")
 Upstream = tuple[str, str, int]  # scheme, host, port
+_IN_MEMORY = 1 << 20  # bodies up to 1 MiB are read whole; larger ones are piped
+_CHUNK = 1 << 16
 _XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _XML_MSG = re.compile(rb"<Message>([^<]{0,500})</Message>")
 
@@ -133,17 +135,27 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.send_error(400, "rolesmith proxy: no upstream for this request")
                 return
-        body = self._read_body()
+        # Large bodies (object uploads and downloads) are piped, never held: decoding needs only
+        # the small JSON/query bodies.
+        length = self.headers.get("Content-Length")
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        piped = int(length) if length and length.isdigit() and not chunked and int(length) > _IN_MEMORY else None
+        body = b"" if piped is not None else self._read_body()
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "content-length"]
-        if body or self.command in ("POST", "PUT", "PATCH"):
+        if piped is not None:
+            headers.append(("Content-Length", str(piped)))
+        elif body or self.command in ("POST", "PUT", "PATCH"):
             headers.append(("Content-Length", str(len(body))))  # same bytes; chunked framing re-encoded
         try:
-            resp = self._send_upstream(target, body, headers)
+            resp = self._send_upstream(target, body, headers, piped)
         except OSError as err:
             self.send_error(502, f"rolesmith proxy: upstream failed: {err}")
             self._report(body, started, None, "ConnectionError", str(err), None)
             return
-        data = resp.read()
+        out_length = resp.getheader("content-length")
+        stream = (resp.status < 300 and self.command != "HEAD" and out_length is not None and out_length.isdigit()
+                  and int(out_length) > _IN_MEMORY)
+        data = b"" if stream else resp.read()
         code, message = _error_of(resp, data) if resp.status >= 300 else (None, None)
         request_id = resp.getheader("x-amz-request-id") or resp.getheader("x-amzn-requestid")
         # Reported before the client gets its answer: a client killed right after loses nothing.
@@ -152,35 +164,50 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in resp.getheaders():
             if k.lower() not in _HOP and k.lower() != "content-length":
                 self.send_header(k, v)
-        if self.command != "HEAD" or resp.getheader("content-length") is None:
-            self.send_header("Content-Length", str(len(data)))
-        else:
-            self.send_header("Content-Length", resp.getheader("content-length", "0"))
+        keep_length = stream or (self.command == "HEAD" and out_length is not None)
+        self.send_header("Content-Length", str(out_length) if keep_length else str(len(data)))
         self.end_headers()
-        if self.command != "HEAD":
+        if stream:
+            while chunk := resp.read(_CHUNK):
+                self.wfile.write(chunk)
+        elif self.command != "HEAD":
             self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_upstream(self, target: Upstream, body: bytes, headers: list[tuple[str, str]]) -> http.client.HTTPResponse:
+    def _send_upstream(self, target: Upstream, body: bytes, headers: list[tuple[str, str]],
+                       piped: int | None = None) -> http.client.HTTPResponse:
         for attempt in range(2):
-            conn = self._upstreams.get(target)
+            conn = self._upstreams.get(target) if piped is None else None
             if conn is None:
                 scheme, host, port = target
                 conn = (http.client.HTTPSConnection(host, port, timeout=120, context=ssl.create_default_context())
                         if scheme == "https" else http.client.HTTPConnection(host, port, timeout=120))
                 conn.connect()
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                old = self._upstreams.pop(target, None)
+                if old is not None:
+                    old.close()
                 self._upstreams[target] = conn
             try:
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for k, v in headers:
                     conn.putheader(k, v)
-                conn.endheaders(body or None)
+                if piped is None:
+                    conn.endheaders(body or None)
+                else:  # a fresh connection: a piped body cannot be replayed on a stale one
+                    conn.endheaders()
+                    left = piped
+                    while left > 0:
+                        chunk = self.rfile.read(min(_CHUNK, left))
+                        if not chunk:
+                            raise ConnectionResetError("client closed the upload early")
+                        conn.send(chunk)
+                        left -= len(chunk)
                 return conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
                 self._upstreams.pop(target, None)
-                if attempt:
+                if attempt or piped is not None:
                     raise
         raise OSError("unreachable")
 

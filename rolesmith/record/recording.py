@@ -89,7 +89,7 @@ def to_record(call: Call, identity: Mapping[str, Any] | None) -> dict[str, Any]:
         "readOnly": read_only,
         "resources": _resources(call, call.params, account, region),
         "eventType": "AwsApiCall",
-        "managementEvent": call.service not in ("s3",) or call.operation in _S3_MANAGEMENT,
+        "managementEvent": is_management_event(call.service, call.operation),
         "recipientAccountId": account,
     }
     if call.error_code:
@@ -100,10 +100,23 @@ def to_record(call: Call, identity: Mapping[str, Any] | None) -> dict[str, Any]:
     return record
 
 
-_S3_MANAGEMENT = frozenset({"CreateBucket", "DeleteBucket", "ListBuckets", "PutBucketPolicy", "GetBucketPolicy",
-                            "PutBucketAcl", "GetBucketAcl", "GetBucketLocation", "PutBucketVersioning",
-                            "GetBucketVersioning", "PutBucketEncryption", "GetBucketEncryption",
-                            "DeleteBucketPolicy", "PutBucketTagging", "GetBucketTagging"})
+# Data events (object-level S3 per shared/reference/s3_kms/s3-ug__cloudtrail-logging-s3-info.md,
+# "object-level actions"; Lambda Invoke; DynamoDB item operations): LookupEvents never returns them.
+_DATA_EVENTS = {
+    "s3": frozenset({"AbortMultipartUpload", "CompleteMultipartUpload", "CopyObject", "CreateMultipartUpload",
+                     "DeleteObject", "DeleteObjects", "GetObject", "GetObjectAcl", "GetObjectAttributes",
+                     "GetObjectTagging", "HeadBucket", "HeadObject", "ListObjects", "ListObjectsV2",
+                     "ListObjectVersions", "ListParts", "PutObject", "PutObjectAcl", "PutObjectTagging",
+                     "RestoreObject", "UploadPart", "UploadPartCopy", "SelectObjectContent"}),
+    "lambda": frozenset({"Invoke", "InvokeWithResponseStream", "InvokeAsync"}),
+    "dynamodb": frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                           "BatchWriteItem", "TransactGetItems", "TransactWriteItems", "ExecuteStatement",
+                           "BatchExecuteStatement", "ExecuteTransaction"}),
+}
+
+
+def is_management_event(service: str, operation: str) -> bool:
+    return operation not in _DATA_EVENTS.get(service, frozenset())
 
 
 class RecordingWriter:
