@@ -153,11 +153,6 @@ def _versioned(name: str):
     return handler
 
 
-def _header(ctx: Ctx, name: str) -> str | None:
-    """A header CloudTrail logged in requestParameters (or, failing that, responseElements)."""
-    return ctx.text(name)
-
-
 def _write_extras(ctx: Ctx, bucket: str | None = None, key: str | None = None) -> tuple[tuple[Use, ...], tuple[Condition, ...]]:
     """PutObjectTagging / PutObjectAcl when the write sets tags or an ACL (API Reference, PutObject
     "Permissions": "To successfully change the objects ACL of your PutObject request, you must have
