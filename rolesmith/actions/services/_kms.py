@@ -21,7 +21,7 @@ def _key_arn_from_resources(ctx: Ctx) -> str | None:
     return None
 
 
-def resolve_key(ctx: Ctx, key_id: str | None, *, use_resources: bool = True) -> KeyRef:
+def resolve_key(ctx: Ctx, key_id: str | None, *, use_resources: bool = True, account: str | None = None) -> KeyRef:
     """A key reference → ``KeyRef``.
 
     AWS managed keys (``alias/aws/*``) are governed by their own key policy, which allows use
@@ -30,6 +30,8 @@ def resolve_key(ctx: Ctx, key_id: str | None, *, use_resources: bool = True) -> 
     caller needs no KMS statement: we return ``arn=None`` with a note. An alias is not a key: when
     no key ARN is known the alias ARN is kept and the use marked partial
     (../shared/reference/SSE_KMS_AND_SECURE_INBOX.md §2: cross-account use needs the key ARN).
+    A bare key id or alias is looked up in ``account`` (S3 resolves them in the bucket owner's
+    account, same reference), else the event's account.
     """
     event = ctx.event
     partition = event.partition or "aws"
@@ -47,7 +49,7 @@ def resolve_key(ctx: Ctx, key_id: str | None, *, use_resources: bool = True) -> 
         return KeyRef(arn=key_id, partial=":alias/" in key_id)
     if key_id.startswith("alias/aws/"):
         return KeyRef(arn=None, note=f"{key_id}: AWS managed key, its key policy already allows the caller")
-    account = ctx.default_account() or "*"
+    account = account or ctx.default_account() or "*"
     if key_id.startswith("alias/"):
         return KeyRef(arn=f"arn:{partition}:kms:{region}:{account}:{key_id}", partial=True)
     return KeyRef(arn=f"arn:{partition}:kms:{region}:{account}:key/{key_id}", partial=region == "*" or account == "*")

@@ -192,7 +192,9 @@ def _sse_kms(
             algo = algo or "aws:kms"
     if not (isinstance(algo, str) and algo.startswith("aws:kms")):
         return (), ()
-    key = resolve_key(ctx, key_id if isinstance(key_id, str) else None)
+    bucket = ctx.text("bucketName")
+    owner = ctx.account_for(f"arn:{event.partition or 'aws'}:s3:::{bucket}") if bucket else None
+    key = resolve_key(ctx, key_id if isinstance(key_id, str) else None, account=owner)
     if key.arn is None:
         if key.note:
             return (), (key.note,)
