@@ -144,3 +144,24 @@ def test_awsdocs_examples_map_cleanly() -> None:
                 assert use.resource.startswith("arn:"), (origin, use)
         mapped += bool(result.uses)
     assert mapped >= 60, mapped
+
+
+def test_every_shared_cloudtrail_event_maps_within_the_invariants() -> None:
+    root = SHARED / "data" / "cloudtrail"
+    if not root.is_dir():
+        pytest.skip("../shared/ not present: no real CloudTrail corpus to sweep")
+    from rolesmith.trail.ingest import read_trail
+
+    events = mapped = unknown = 0
+    for event in read_trail([root], skip_bad=True):
+        events += 1
+        result = uses_for(event)
+        unknown += result.unknown is not None
+        mapped += bool(result.uses)
+        for use in result.uses + result.inferred:
+            assert dataset.action_exists(use.action), (event.origin, use)
+            assert use.resource != "*" or not dataset.has_resource_type(use.action), (event.origin, use)
+            assert use.resource == "*" or use.resource.startswith("arn:"), (event.origin, use)
+    assert events > 10_000
+    # Unknowns are console-internal calls and deliberately odd test events, never the bulk.
+    assert unknown < events * 0.05 and mapped > events * 0.9, (events, mapped, unknown)
