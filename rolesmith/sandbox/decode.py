@@ -89,6 +89,11 @@ def _rest_routes(name: str) -> tuple[tuple[str, re.Pattern[str], tuple[str, ...]
         body = re.sub(r"\\\{([^}]+)\\\}", label, re.escape(path))
         rx = re.compile("^" + body + ("$" if "(.+)" in body else "/?$"))
         query = tuple((k, v or None) for k, _, v in (part.partition("=") for part in qs.split("&") if part))
+        # Required query-string members tell apart operations on the same URI (UploadPart vs PutObject).
+        shape = model.operation_model(op_name).input_shape
+        if shape is not None:
+            query += tuple((m.serialization.get("name", n), None) for n, m in shape.members.items()
+                           if n in shape.required_members and m.serialization.get("location") == "querystring")
         routes.append((http.get("method", "GET"), rx, tuple(labels), query, op_name))
     return tuple(routes)
 
