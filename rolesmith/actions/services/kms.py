@@ -65,8 +65,38 @@ def _re_encrypt(ctx: Ctx) -> EventUses:
     return EventUses(uses=tuple(uses), notes=tuple(notes))
 
 
+def _alias_op(ctx: Ctx) -> EventUses:
+    """CreateAlias/UpdateAlias/DeleteAlias need the alias and the key (both required resource
+    types; KMS Developer Guide, "Controlling access to aliases",
+    https://docs.aws.amazon.com/kms/latest/developerguide/alias-access.html). ``aliasName`` carries
+    the ``alias/`` prefix that the ARN format adds itself."""
+    from rolesmith.actions import action_for_event_name
+
+    action = action_for_event_name("kms", ctx.event.name) or f"kms:{ctx.event.name}"
+    uses: list[Use] = []
+    aliases = ctx.arns_of_type("kms", "alias")
+    if aliases:
+        for arn in aliases:
+            uses.extend(ctx.use(action, arn=arn))
+    else:
+        name = ctx.text("aliasName", "AliasName")
+        name = name[len("alias/"):] if name and name.startswith("alias/") else name
+        uses.extend(ctx.use(action, values={"Alias": name}, rtype="alias"))
+    keys = [a for a in ctx.arns_of_type("kms", "key")]
+    if keys:
+        for arn in keys:
+            uses.extend(ctx.use(action, arn=arn))
+    else:
+        key = resolve_key(ctx, ctx.text("targetKeyId", "TargetKeyId"), use_resources=False)
+        if key.arn and ":alias/" not in key.arn:
+            uses.extend(ctx.use(action, arn=key.arn, partial=key.partial))
+        else:
+            uses.extend(ctx.use(action, values={"KeyId": None}, rtype="key"))
+    return EventUses(uses=tuple(uses))
+
+
 RULES = ServiceRules(
-    handlers={"ReEncrypt": _re_encrypt},
+    handlers={"ReEncrypt": _re_encrypt, "CreateAlias": _alias_op, "UpdateAlias": _alias_op, "DeleteAlias": _alias_op},
     default=_default,
-    emits=frozenset({"kms:ReEncryptFrom", "kms:ReEncryptTo"}),
+    emits=frozenset({"kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"}),
 )
