@@ -40,7 +40,8 @@ def aws_env(moto_url):
     urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).read()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ENDPOINT_URL=moto_url, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET,
-               AWS_SESSION_TOKEN=TOKEN, AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
+               AWS_SESSION_TOKEN=TOKEN, AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+               AWS_CONFIG_FILE="/dev/null",
                AWS_SHARED_CREDENTIALS_FILE="/dev/null")
     return env
 
@@ -246,3 +247,31 @@ def test_csm_capture_records_actions_without_resources(tmp_path, aws_env):
     assert {r["additionalEventData"]["rolesmith"] for r in records} == {"csm"}
     assert records[0]["userIdentity"]["accessKeyId"] == ACCESS_KEY
     assert any("csm captures actions only, no resources" in line for line in result.summary_lines())
+
+
+@pytest.fixture(scope="module")
+def node_sdk(tmp_path_factory):
+    """@aws-sdk/client-s3 installed from npm into a temp dir (skips cleanly without node/npm/registry)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm not installed")
+    where = tmp_path_factory.mktemp("node")
+    (where / "package.json").write_text('{"name": "rolesmith-record-test", "private": true}')
+    try:
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "@aws-sdk/client-s3@3"],
+                       cwd=where, check=True, capture_output=True, timeout=240)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"npm registry unreachable or install failed: {err}")
+    shutil.copy(FIXTURES / "workload_node.mjs", where / "workload.mjs")
+    return where
+
+
+@pytest.mark.slow
+def test_node_sdk_through_proxy_matches_boto3(tmp_path, aws_env, node_sdk):
+    """(c) A non-Python SDK: the AWS SDK for JavaScript v3, recorded by the proxy alone."""
+    out = tmp_path / "out"
+    result = record(["node", str(node_sdk / "workload.mjs")], RecordOptions(out_dir=out, env=aws_env))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert _uses(records) == EXPECTED_USES
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
+    _assert_no_secrets(out)
