@@ -85,7 +85,51 @@ def _run_instances(ctx: Ctx) -> EventUses:
     return EventUses(uses=tuple(uses), inferred=inferred, notes=notes)
 
 
+# EC2 logs ids as scalars (``instanceId``) or item sets (``instancesSet.items[].instanceId``).
+_ID_FIELDS = {
+    "instance": ("InstanceId", "instanceId", "instancesSet"),
+    "volume": ("VolumeId", "volumeId", "volumeSet"),
+    "security-group": ("SecurityGroupId", "groupId", "groupSet"),
+    "subnet": ("SubnetId", "subnetId", "subnetSet"),
+    "vpc": ("VpcId", "vpcId", "vpcSet"),
+    "image": ("ImageId", "imageId", "imagesSet"),
+    "snapshot": ("SnapshotId", "snapshotId", "snapshotSet"),
+    "network-interface": ("NetworkInterfaceId", "networkInterfaceId", "networkInterfaceIdSet"),
+}
+
+
+def _ids(req: Mapping[str, Any], scalar: str, item_set: str) -> list[str]:
+    found = [req.get(scalar)]
+    found.extend(item.get(scalar) for item in _items(req.get(item_set)))
+    return sorted({i for i in found if isinstance(i, str) and i})
+
+
+def _default(ctx: Ctx) -> EventUses | None:
+    from rolesmith.actions import action_for_event_name
+    from rolesmith.actions import dataset
+
+    action = action_for_event_name("ec2", ctx.event.name)
+    info = dataset.action_info(action) if action else None
+    if info is None:
+        return None
+    required = [rt.name for rt in info.resource_types if rt.required]
+    if not required or not any(t in _ID_FIELDS for t in required):
+        return None
+    req = ctx.event.request or {}
+    uses: list[Use] = []
+    for rtype in required:
+        var, scalar, item_set = _ID_FIELDS.get(rtype, ("", "", ""))
+        ids = _ids(req, scalar, item_set) if var else []
+        if ids:
+            for ident in ids:
+                uses.extend(ctx.use(info.name, values={var: ident}, rtype=rtype))
+        else:
+            uses.extend(ctx.use(info.name, rtype=rtype))
+    return EventUses(uses=tuple(uses))
+
+
 RULES = ServiceRules(
     handlers={"RunInstances": _run_instances},
+    default=_default,
     emits=frozenset({"ec2:RunInstances", "iam:PassRole"}),
 )
