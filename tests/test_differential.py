@@ -92,10 +92,12 @@ PREDICATES: dict[str, Callable[[gen.Case, Decision, str], bool]] = {
 
 
 @pytest.fixture(scope="session")
-def iam_simulate(request: pytest.FixtureRequest) -> Path:
+def iam_simulate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The installed engine's npm prefix: pytest's cache dir (reused across runs), else a tmp dir."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm not installed: the differential test needs them to run @cloud-copilot/iam-simulate")
-    prefix = Path(request.config.cache.mkdir("iam-simulate-0.1.173"))
+    cache = getattr(request.config, "cache", None)
+    prefix = Path(cache.mkdir("iam-simulate-0.1.173")) if cache is not None else tmp_path_factory.mktemp("iam-simulate")
     marker = prefix / "node_modules" / "@cloud-copilot" / "iam-simulate" / "package.json"
     if not marker.exists():
         done = subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", PACKAGE],
