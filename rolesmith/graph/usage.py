@@ -16,14 +16,16 @@ Edges (the MultiDiGraph key is the edge kind):
 * principal -``assumes``-> principal (role): from ``sts:AssumeRole*`` events.
 
 Memory grows with the number of distinct uses: per use only counters, a capped list of evidence ids
-and a capped table of link contexts are kept, never the events themselves.
+and a capped table of link contexts are kept, never the events themselves. ``add`` only touches a
+compact index (plain dicts and slotted records); the networkx graph is materialised from it on first
+access to ``.graph`` (export, explain), so building policies from a large trail never pays for it.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import networkx as nx
 
@@ -52,14 +54,6 @@ def _evidence(event: Event) -> str:
     return event.event_id or event.origin
 
 
-def _principal_node(arn: str) -> PNode:
-    return ("principal", arn)
-
-
-def _resource_node(arn: str) -> PNode:
-    return ("resource", arn)
-
-
 def _bucket_of(arn: str) -> str | None:
     if not arn.startswith("arn:") or ":s3:::" not in arn:
         return None
@@ -74,6 +68,50 @@ def _widen(span: list[Any], when: float | None) -> None:
         span[0] = when
     if span[1] is None or when > span[1]:
         span[1] = when
+
+
+class _Stats:
+    """What one use node carries (the attributes of its ``uses`` edge); slotted: there may be millions."""
+
+    __slots__ = ("key", "count", "observed", "first", "last", "errors", "events", "inferred_by", "partial",
+                 "resource_account", "contexts", "match", "acl")
+
+    def __init__(self, key: UseKey, resource_account: str | None) -> None:
+        self.key = key
+        self.count = 0
+        self.observed = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.errors: list[str] | None = None
+        self.events: list[str] = []
+        self.inferred_by: set[str] | None = None
+        self.partial = False
+        self.resource_account = resource_account
+        # Link contexts beyond the use's own resource (and its bucket), e.g. the roles its call passed.
+        self.contexts: dict[str, list[Any]] | None = None
+        # For a service-invoked use: ARNs that identify the triggering call (encryption context, role).
+        self.match: dict[str, list[Any]] | None = None
+        self.acl: set[str] | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        return {
+            "action": self.key.action, "count": self.count, "observed": self.observed, "first_seen": self.first,
+            "last_seen": self.last, "errors": list(self.errors or ()), "events": list(self.events),
+            "inferred_by": set(self.inferred_by or ()), "partial": self.partial,
+            "resource_account": self.resource_account,
+        }
+
+
+def _spans(table: dict[str, list[Any]] | None, values: Iterable[str], when: float | None) -> dict[str, list[Any]]:
+    table = {} if table is None else table
+    for arn in values:
+        span = table.get(arn)
+        if span is None:
+            if len(table) >= CONTEXT_CAP:
+                continue
+            span = table[arn] = [None, None]
+        _widen(span, when)
+    return table
 
 
 def _distance(a: list[Any], b: list[Any]) -> float:
@@ -136,15 +174,18 @@ class UsageGraph:
     """Principals, resources and uses observed in a trail, with ``invoked-by`` and ``assumes`` edges."""
 
     def __init__(self) -> None:
-        self.graph: nx.MultiDiGraph = nx.MultiDiGraph()
-        self._uses: dict[UseKey, dict[str, Any]] = {}  # UseKey -> the attribute dict of its 'uses' edge
+        self._uses: dict[tuple[Any, ...], _Stats] = {}  # (principal, action, resource, conds, via, denied)
+        self._by_key: dict[UseKey, _Stats] = {}
         self._by_principal: dict[str, list[UseKey]] = {}
+        self._principals: dict[str, tuple[str, str | None, str]] = {}  # arn -> (kind, account, partition)
+        self._resources: dict[str, str | None] = {}  # arn -> owning account when known
         self._assumes: dict[tuple[str, str], dict[str, Any]] = {}
         self._links: dict[UseKey, UseKey] | None = None
+        self._nx: nx.MultiDiGraph | None = None
         self.events = 0
         self.unattributable = 0
         self.unattributable_events: list[str] = []
-        self.unmapped: Counter[str] = Counter()  # "source:name: reason" -> events
+        self.unmapped: Counter[str] = Counter()  # "source name: reason" -> events
         self.unmapped_events: dict[str, list[str]] = {}
         self.created: set[str] = set()  # resource ids the trail shows AWS generating (see _CREATED_ID)
 
@@ -159,52 +200,87 @@ class UsageGraph:
             if len(self.unattributable_events) < EVIDENCE_CAP:
                 self.unattributable_events.append(_evidence(event))
             return
+        uses, inferred = event_uses.uses, event_uses.inferred
         if event_uses.unknown is not None:
             label = f"{event.source} {event.name}: {event_uses.unknown}"
             self.unmapped[label] += 1
             ids = self.unmapped_events.setdefault(label, [])
             if len(ids) < EVIDENCE_CAP:
                 ids.append(_evidence(event))
-            if not event_uses.uses and not event_uses.inferred:
+            if not uses and not inferred:
                 return
+        parn = principal.arn
+        known = self._principals.get(parn)
+        if known is None or known[0] == "unknown":
+            self._principals[parn] = (principal.kind, principal.account, principal.partition)
+            self._nx = None
+        if not uses and not inferred:
+            return
         self._links = None
-        self._add_principal(principal)
+        self._nx = None
         denied = event.denied
-        invoked = event.invoked_by if event.invoked_by and principal.kind != "service" else None
-        contexts: set[str] = set()
-        match: set[str] = set()
-        if invoked is None:
-            for use in (*event_uses.uses, *event_uses.inferred):
-                if use.resource != "*":
-                    contexts.add(use.resource)
-                    bucket = _bucket_of(use.resource)
-                    if bucket is not None:  # S3 Bucket Keys put the bucket ARN in the encryption context
-                        contexts.add(f"arn:{event.partition}:s3:::{bucket}")
-        else:
-            match.update(_arn_values(event.request.get("encryptionContext")))
+        when = event.time
+        evidence = _evidence(event)
+        passed: tuple[str, ...] = ()
+        match: tuple[str, ...] = ()
+        if event.invoked_by and principal.kind != "service":
+            arns = list(_arn_values(event.request.get("encryptionContext")))
             if principal.kind == "role":
-                match.add(principal.arn)  # a service acting under a role it was passed (EMR)
-        acl = _acl_header(event.request)
-        for use in event_uses.uses:
-            self._record(principal, use, event, denied=denied, observed=True, contexts=contexts, match=match,
-                         acl=acl)
-        for use in event_uses.inferred:
-            self._record(principal, use, event, denied=denied, observed=False, contexts=contexts, match=match,
-                         acl=acl)
+                arns.append(parn)  # a service acting under a role it was passed (EMR)
+            match = tuple(arns)
+        else:
+            passed = tuple(u.resource for u in (*uses, *inferred) if u.action == "iam:PassRole" and u.resource != "*")
+        for observed, group in ((True, uses), (False, inferred)):
+            for use in group:
+                raw = (parn, use.action, use.resource, use.conditions, use.via, denied)
+                stats = self._uses.get(raw)
+                if stats is None:
+                    stats = self._new_use(raw, principal, use, event)
+                stats.count += 1
+                if observed:
+                    stats.observed += 1
+                if use.inferred_by:
+                    if stats.inferred_by is None:
+                        stats.inferred_by = set()
+                    stats.inferred_by.add(use.inferred_by)
+                if when is not None:
+                    if stats.first is None or when < stats.first:
+                        stats.first = when
+                    if stats.last is None or when > stats.last:
+                        stats.last = when
+                code = event.error_code
+                if code:
+                    if stats.errors is None:
+                        stats.errors = []
+                    if code not in stats.errors and len(stats.errors) < ERROR_CAP:
+                        stats.errors.append(code)
+                if len(stats.events) < EVIDENCE_CAP and evidence not in stats.events:
+                    stats.events.append(evidence)
+                if use.partial:
+                    stats.partial = True
+                if use.action in _ACL_ACTIONS:
+                    if stats.acl is None:
+                        stats.acl = set()
+                    if len(stats.acl) < 4:
+                        stats.acl.add(_acl_header(event.request))
+                if passed:
+                    stats.contexts = _spans(stats.contexts, passed, when)
+                if match:
+                    stats.match = _spans(stats.match, match, when)
         if not denied and event.response and event.name.startswith(_CREATING) and len(self.created) < CREATED_CAP:
             _created_ids(event.response, self.created)
         if event.name in _ASSUME_EVENTS and event.source.startswith("sts.") and not denied:
             self._record_assume(principal, event, event_uses)
 
-    def _add_principal(self, principal: Principal) -> PNode:
-        node = _principal_node(principal.arn)
-        if node not in self.graph:
-            self.graph.add_node(node, kind="principal", principal_kind=principal.kind, account=principal.account,
-                                partition=principal.partition)
-        elif self.graph.nodes[node].get("principal_kind") == "unknown":
-            self.graph.nodes[node].update(principal_kind=principal.kind, account=principal.account,
-                                          partition=principal.partition)
-        return node
+    def _new_use(self, raw: tuple[Any, ...], principal: Principal, use: Use, event: Event) -> _Stats:
+        key = UseKey(principal=raw[0], action=raw[1], resource=raw[2], conditions=tuple(raw[3]), via=raw[4],
+                     denied=raw[5])
+        account = self._resource_account(use, event)
+        if use.resource not in self._resources or (account and not self._resources[use.resource]):
+            self._resources[use.resource] = account
+        stats = self._uses[raw] = self._by_key[key] = _Stats(key, account)
+        self._by_principal.setdefault(principal.arn, []).append(key)
+        return stats
 
     def _resource_account(self, use: Use, event: Event) -> str | None:
         if use.resource_account:
@@ -220,115 +296,83 @@ class UsageGraph:
                 return str(item["accountId"])
         return None
 
-    def _record(self, principal: Principal, use: Use, event: Event, *, denied: bool, observed: bool,
-                contexts: set[str], match: set[str], acl: str) -> None:
-        key = UseKey(principal=principal.arn, action=use.action, resource=use.resource,
-                     conditions=tuple(use.conditions), via=use.via, denied=denied)
-        stats = self._uses.get(key)
-        if stats is None:
-            pnode = _principal_node(principal.arn)
-            rnode = _resource_node(use.resource)
-            unode = ("use", key)
-            account = self._resource_account(use, event)
-            if rnode not in self.graph:
-                self.graph.add_node(rnode, kind="resource", account=account)
-            elif account and not self.graph.nodes[rnode].get("account"):
-                self.graph.nodes[rnode]["account"] = account
-            self.graph.add_node(unode, kind="use")
-            self.graph.add_edge(unode, rnode, key="on", kind="on")
-            self.graph.add_edge(
-                pnode, unode, key="uses", kind="uses", action=use.action, count=0, observed=0,
-                first_seen=None, last_seen=None, errors=[], events=[], inferred_by=set(), partial=False,
-                resource_account=account, contexts={}, match={}, acl=set(),
-            )
-            stats = self.graph.edges[pnode, unode, "uses"]
-            self._uses[key] = stats
-            self._by_principal.setdefault(principal.arn, []).append(key)
-        elif stats["resource_account"] is None:
-            stats["resource_account"] = self._resource_account(use, event)
-        when = event.time
-        stats["count"] += 1
-        if observed:
-            stats["observed"] += 1
-        elif use.inferred_by:
-            stats["inferred_by"].add(use.inferred_by)
-        if use.inferred_by and observed:
-            stats["inferred_by"].add(use.inferred_by)
-        if when is not None:
-            if stats["first_seen"] is None or when < stats["first_seen"]:
-                stats["first_seen"] = when
-            if stats["last_seen"] is None or when > stats["last_seen"]:
-                stats["last_seen"] = when
-        if event.error_code and event.error_code not in stats["errors"] and len(stats["errors"]) < ERROR_CAP:
-            stats["errors"].append(event.error_code)
-        evidence = _evidence(event)
-        if len(stats["events"]) < EVIDENCE_CAP and evidence not in stats["events"]:
-            stats["events"].append(evidence)
-        if use.partial:
-            stats["partial"] = True
-        if use.action in _ACL_ACTIONS and len(stats["acl"]) < 4:
-            stats["acl"].add(acl)
-        for table, values in (("contexts", contexts), ("match", match)):
-            spans = stats[table]
-            for arn in values:
-                span = spans.get(arn)
-                if span is None:
-                    if len(spans) >= CONTEXT_CAP:
-                        continue
-                    span = spans[arn] = [None, None]
-                _widen(span, when)
-
     def _record_assume(self, caller: Principal, event: Event, event_uses: EventUses) -> None:
         role = event.request.get("roleArn")
         if not isinstance(role, str) or not role.startswith("arn:"):
             return
         actions = {u.action for u in event_uses.uses if u.action.startswith("sts:") and u.resource == role}
         actions.add(f"sts:{event.name}")
-        rnode = _principal_node(role)
-        if rnode not in self.graph:
+        if role not in self._principals:
             parts = role.split(":")
-            self.graph.add_node(rnode, kind="principal", principal_kind="role",
-                                account=parts[4] if len(parts) > 4 else None,
-                                partition=parts[1] if len(parts) > 1 else event.partition)
-        key = (caller.arn, role)
-        stats = self._assumes.get(key)
+            self._principals[role] = ("role", parts[4] if len(parts) > 4 else None,
+                                      parts[1] if len(parts) > 1 else event.partition)
+        stats = self._assumes.get((caller.arn, role))
         if stats is None:
-            self.graph.add_edge(_principal_node(caller.arn), rnode, key="assumes", kind="assumes", count=0,
-                                actions=set(), events=[], caller_kind=caller.kind)
-            stats = self._assumes[key] = self.graph.edges[_principal_node(caller.arn), rnode, "assumes"]
+            stats = self._assumes[(caller.arn, role)] = {"kind": "assumes", "count": 0, "actions": set(), "events": [],
+                                                         "caller_kind": caller.kind}
+        self._nx = None
         stats["count"] += 1
         stats["actions"].update(actions)
         evidence = _evidence(event)
         if len(stats["events"]) < EVIDENCE_CAP and evidence not in stats["events"]:
             stats["events"].append(evidence)
 
+    # -- the networkx view ----------------------------------------------------------------------
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The usage graph as a networkx ``MultiDiGraph`` (built from the index on first access)."""
+        links = self.links()
+        if self._nx is None:
+            g = nx.MultiDiGraph()
+            for arn, (kind, account, partition) in self._principals.items():
+                g.add_node(("principal", arn), kind="principal", principal_kind=kind, account=account,
+                           partition=partition)
+            for arn, account in self._resources.items():
+                g.add_node(("resource", arn), kind="resource", account=account)
+            for key, stats in self._by_key.items():
+                unode = ("use", key)
+                g.add_node(unode, kind="use")
+                g.add_edge(("principal", key.principal), unode, key="uses", kind="uses", **stats.attrs())
+                g.add_edge(unode, ("resource", key.resource), key="on", kind="on")
+            for (caller, role), stats in self._assumes.items():
+                g.add_edge(("principal", caller), ("principal", role), key="assumes", **stats)
+            for invoked, trigger in links.items():
+                g.add_edge(("use", invoked), ("use", trigger), key="invoked-by", kind="invoked-by")
+            self._nx = g
+        return self._nx
+
     # -- queries --------------------------------------------------------------------------------
 
     def _snapshot(self, key: UseKey) -> GraphUse:
-        s = self._uses[key]
+        s = self._by_key[key]
         return GraphUse(
-            key=key, resource_account=s["resource_account"], count=s["count"], first_seen=s["first_seen"],
-            last_seen=s["last_seen"], errors=tuple(s["errors"]), events=tuple(s["events"]),
-            provenance="observed" if s["observed"] else "inferred", inferred_by=tuple(sorted(s["inferred_by"])),
-            partial=s["partial"], acl=tuple(sorted(s["acl"])),
+            key=key, resource_account=s.resource_account, count=s.count, first_seen=s.first, last_seen=s.last,
+            errors=tuple(s.errors or ()), events=tuple(s.events),
+            provenance="observed" if s.observed else "inferred",
+            inferred_by=tuple(sorted(s.inferred_by)) if s.inferred_by else (),
+            partial=s.partial, acl=tuple(sorted(s.acl)) if s.acl else (),
         )
 
     def uses(self) -> list[GraphUse]:
         """Every use, in a deterministic order."""
-        return [self._snapshot(k) for k in sorted(self._uses, key=_sort_key)]
+        return [self._snapshot(k) for k in sorted(self._by_key, key=_sort_key)]
 
     def principals(self) -> list[tuple[str, str, str | None]]:
-        """(arn, kind, account) of every principal node, sorted by ARN."""
-        out = []
-        for node, data in self.graph.nodes(data=True):
-            if data.get("kind") == "principal":
-                out.append((node[1], data.get("principal_kind", "unknown"), data.get("account")))
-        return sorted(out)
+        """(arn, kind, account) of every principal, sorted by ARN."""
+        return sorted((arn, kind, account) for arn, (kind, account, _) in self._principals.items())
 
     def needs(self, principal: str, *, include_denied: bool = False) -> list[GraphUse]:
         """What ``principal`` needs: its uses (denied ones only with ``include_denied``), sorted."""
         keys = self._by_principal.get(principal, ())
         return [self._snapshot(k) for k in sorted(keys, key=_sort_key) if include_denied or not k.denied]
+
+    def has_uses(self, principal: str, *, include_denied: bool = False) -> bool:
+        return any(include_denied or not k.denied for k in self._by_principal.get(principal, ()))
+
+    def denied_uses(self) -> list[GraphUse]:
+        """Every denied use, sorted."""
+        return [self._snapshot(k) for k in sorted((k for k in self._by_key if k.denied), key=_sort_key)]
 
     def cross_account_users(self, resource: str) -> list[str]:
         """Principal ARNs from an account other than the resource owner's that used ``resource``.
@@ -338,12 +382,12 @@ class UsageGraph:
         owners: set[str] = set()
         users: dict[str, str | None] = {}
         prefix = resource.rstrip("/") + "/"
-        for key, s in self._uses.items():
+        for key, s in self._by_key.items():
             if key.denied or not (key.resource == resource or key.resource.startswith(prefix)):
                 continue
-            if s["resource_account"]:
-                owners.add(s["resource_account"])
-            users[key.principal] = self.graph.nodes[_principal_node(key.principal)].get("account")
+            if s.resource_account:
+                owners.add(s.resource_account)
+            users[key.principal] = self._principals[key.principal][1]
         if not owners:
             parts = resource.split(":")
             if len(parts) > 4 and parts[4]:
@@ -365,8 +409,8 @@ class UsageGraph:
         return sorted(out, key=lambda a: (a.role, a.caller))
 
     def stats(self, key: UseKey) -> dict[str, Any]:
-        """The raw attribute dict of a use's ``uses`` edge (read-only by convention)."""
-        return self._uses[key]
+        """The attributes of a use's ``uses`` edge (a copy)."""
+        return self._by_key[key].attrs()
 
     # -- invoked-by linking ---------------------------------------------------------------------
 
@@ -374,33 +418,37 @@ class UsageGraph:
         """invoked use -> triggering use, for every service-invoked use that can be linked."""
         if self._links is None:
             self._links = self._compute_links()
-            self.graph.remove_edges_from(
-                [(u, v, k) for u, v, k in self.graph.edges(keys=True) if k == "invoked-by"]
-            )
-            for invoked, trigger in self._links.items():
-                self.graph.add_edge(("use", invoked), ("use", trigger), key="invoked-by", kind="invoked-by")
+            self._nx = None
         return self._links
 
     def _compute_links(self) -> dict[UseKey, UseKey]:
-        # Index client calls by the ARNs of their events, so each invoked use only meets the calls
-        # that share one of its context ARNs (no scan over every use of the service).
-        by_context: dict[str, list[UseKey]] = {}
-        for key, s in self._uses.items():
-            if key.via is None:
-                for arn in s["contexts"]:
-                    by_context.setdefault(arn, []).append(key)
+        # Index client calls by their context ARNs (own resource, its bucket — S3 Bucket Keys put the
+        # bucket ARN in the encryption context — and roles the call passed), so each invoked use only
+        # meets the calls that share one of its ARNs.
+        by_context: dict[str, list[tuple[UseKey, list[Any]]]] = {}
+        for key, s in self._by_key.items():
+            if key.via is not None:
+                continue
+            span = [s.first, s.last]
+            if key.resource != "*":
+                by_context.setdefault(key.resource, []).append((key, span))
+                bucket = _bucket_of(key.resource)
+                if bucket is not None and "/" in key.resource.split(":::", 1)[1]:
+                    partition = key.resource.split(":", 2)[1]
+                    by_context.setdefault(f"arn:{partition}:s3:::{bucket}", []).append((key, span))
+            for arn, cspan in (s.contexts or {}).items():
+                by_context.setdefault(arn, []).append((key, cspan))
         links: dict[UseKey, UseKey] = {}
-        for key in sorted(self._uses, key=_sort_key):
-            stats = self._uses[key]
-            if key.via is None or not stats["match"]:
+        for key in sorted(self._by_key, key=_sort_key):
+            stats = self._by_key[key]
+            if key.via is None or not stats.match:
                 continue
             service = _via_service(key.via)
             best: tuple[Any, ...] | None = None
-            for arn, span in stats["match"].items():
-                for cand in by_context.get(arn, ()):
+            for arn, span in stats.match.items():
+                for cand, cspan in by_context.get(arn, ()):
                     if service is not None and cand.action.split(":", 1)[0] != service:
                         continue
-                    cspan = self._uses[cand]["contexts"][arn]
                     same = cand.principal == key.principal
                     if same:
                         gap = _distance(span, cspan)

@@ -66,6 +66,8 @@ class Widening:
 
 def generated_id(arn: str) -> tuple[str, str, str] | None:
     """(rule, widened ARN, why) when ``arn`` ends in an id generated per run, else None."""
+    if "j-" not in arn and ":instance/i-" not in arn and "/aws/lambda/" not in arn:
+        return None  # every rule below needs one of these: skip the regexes for most ARNs
     for rule, pattern, repl, why in _ID_RULES:
         if pattern.match(arn):
             return rule, pattern.sub(repl, arn), why

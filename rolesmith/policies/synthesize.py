@@ -160,8 +160,8 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
                              f" {', '.join(use.inferred_by) or 'unknown'}); the trail has no event of it",
                              use.events)
     if not options.include_denied:
-        for use in graph.uses():
-            if use.denied and (selected is None or use.principal in selected):
+        for use in graph.denied_uses():
+            if selected is None or use.principal in selected:
                 findings.add("DENIED_CALLS",
                              f"{use.principal} was denied {use.action} on {use.resource} ({use.count}x); not granted"
                              " (use --include-denied to grant it, or rolesmith explain)", use.events)
@@ -351,7 +351,7 @@ def _trust_policies(graph: UsageGraph, selected: set[str] | None, kinds: dict[st
         out.append(TrustPolicy(role=role, policy=document(statements)))
     trusted = {a.role for a in graph.assumptions()}
     for arn, (kind, _) in sorted(kinds.items()):
-        if kind == "role" and arn not in trusted and (selected is None or arn in selected) and graph.needs(arn):
+        if kind == "role" and arn not in trusted and (selected is None or arn in selected) and graph.has_uses(arn):
             findings.add("NO_TRUST_EVIDENCE",
                          f"{arn}: acted in the trail but no AssumeRole of it is recorded; no trust policy written")
     return out
