@@ -353,5 +353,51 @@ def sandbox(scenario: Path, port: int, log_dir: Path | None) -> None:
         handle.stop()
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--role", required=True, metavar="ROLE",
+              help="The role (name or ARN; in the sandbox also ACCOUNT/NAME) to run the command as.")
+@click.option("--sandbox", is_flag=True, help="Run against the local sandbox (needs --scenario).")
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sandbox scenario file (implies --sandbox); never modified.")
+@click.option("--profile", default=None, help="AWS profile that may assume ROLE and edit its policies (real AWS).")
+@click.option("--start-from", "start_from", nargs=1, type=click.Choice(["empty", "recording", "current"]),
+              default="empty", show_default=True,
+              help="Start from an empty identity policy, a recording's policies (with --recording) or the current ones.")
+@click.option("--recording", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="The recording (or trail) for --start-from recording.")
+@click.option("--max-runs", type=click.IntRange(min=1), default=10, show_default=True, help="Stop after this many runs.")
+@click.option("--apply-resource-policies", is_flag=True,
+              help="Also edit bucket and key policies; otherwise stop and print the statements for their owners.")
+@click.option("--keep", is_flag=True, help="Real AWS: do not restore the role's original policies on abort.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="The per-run report on stdout.")
+@click.option("--policy-format", type=click.Choice(FORMATS), default="json", show_default=True,
+              help="Format of the final policies written to the output directory (as `rolesmith build`).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True, help="Directory for each run's recording, the scenario copy and the final policies.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def converge(role: str, sandbox: bool, scenario: Path | None, profile: str | None, start_from: str,
+             recording: Path | None, max_runs: int, apply_resource_policies: bool, keep: bool, fmt: str,
+             policy_format: str, out_dir: Path, command: tuple[str, ...]) -> None:
+    """Run COMMAND (after `--`) as ROLE, explain every denial, apply the smallest fixes, and run again
+    until a run has no denials; then write the final policies as `rolesmith build` does.
+
+    Identity fixes go to the inline policy rolesmith-converge on the role. Exit 0 when converged,
+    1 when it stopped short (max runs, a resource owner's or guardrail change needed), 130 on Ctrl-C.
+    """
+    from rolesmith.converge import ConvergeOptions
+    from rolesmith.converge import converge as run_converge
+    from rolesmith.converge.report import render_json, render_text
+
+    options = ConvergeOptions(role=role, sandbox=sandbox, scenario=scenario, profile=profile,
+                              start_from=start_from, recording=recording, max_runs=max_runs,  # type: ignore[arg-type]
+                              apply_resource_policies=apply_resource_policies, keep=keep, out_dir=out_dir,
+                              fmt=policy_format, progress=lambda line: click.echo(line, err=True))
+    with _errors():
+        result = run_converge(list(command), options)
+    click.echo(render_json(result) if fmt == "json" else render_text(result), nl=False)
+    sys.exit(0 if result.stopped_reason == "converged" else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
