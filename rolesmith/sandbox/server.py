@@ -205,6 +205,28 @@ def _state(scenario: Scenario, log_dir: Path | None) -> tuple[World, Credentials
     return World(scenario), creds, Trail(log_dir), identities
 
 
+def _warm(scenario: Scenario, moto: Any) -> None:
+    """Load, while the workload is still starting, what the first requests would otherwise wait for:
+    botocore models, the mapping and evaluator modules, and moto's per-service applications."""
+    try:
+        from rolesmith.actions import uses_for  # noqa: F401
+        from rolesmith.evaluator import evaluate  # noqa: F401
+        from rolesmith.sandbox.decode import service_model
+
+        services = ["sts"] + (["s3"] if scenario.buckets else []) + (["kms"] if scenario.keys else []) \
+            + (["sqs"] if scenario.queues else [])
+        for name in services:
+            service_model(name)
+        for name in services:
+            if name == "sts":
+                continue  # the sandbox answers STS itself
+            with moto.lock:
+                if name not in moto.app_instances:
+                    moto.app_instances[name] = moto.create_app(name)
+    except Exception:  # warming is an optimisation: the request path loads the same lazily
+        log.debug("sandbox: warm-up failed", exc_info=True)
+
+
 def _start(scenario: Scenario, *, port: int, log_dir: Path | None) -> SandboxHandle:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -218,7 +240,9 @@ def _start(scenario: Scenario, *, port: int, log_dir: Path | None) -> SandboxHan
             raise SandboxError(f"{scenario.source}: cannot listen on 127.0.0.1:{port}: {err.strerror}; "
                                "pick another --port") from err
         front.gateway = Gateway(world, creds, trail, moto)
-        return SandboxHandle(scenario, world, creds, trail, front, moto, identities, log_dir)
+        handle = SandboxHandle(scenario, world, creds, trail, front, moto, identities, log_dir)
+        threading.Thread(target=_warm, args=(scenario, moto), name="rolesmith-sandbox-warm", daemon=True).start()
+        return handle
     except BaseException:
         _reset_moto()
         raise
