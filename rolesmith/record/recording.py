@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 import time
 import uuid
@@ -13,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from rolesmith.record import models
 
+log = logging.getLogger(__name__)
 EVENT_VERSION = "1.09"
 
 
@@ -143,8 +146,10 @@ class RecordingWriter:
 class Recorder:
     """Turns calls from every capture method into records, once per request.
 
-    A call seen by both hook and proxy carries the same SigV4 signature: the hook's record wins
-    (exact parameters), so proxy calls wait ``hold`` seconds for a matching hook call first.
+    A call seen by both hook and proxy carries the same SigV4 signature (or, after retries, the
+    same request id): the hook's record wins (exact parameters), so proxy calls wait ``hold``
+    seconds for a matching hook call first. Records are built and written on a writer thread, so
+    a slow identity lookup (the first sts:GetCallerIdentity) never delays receiving calls.
     """
 
     def __init__(self, writer: RecordingWriter, identify: Callable[[str | None], Mapping[str, Any] | None],
@@ -155,26 +160,45 @@ class Recorder:
         self._lock = threading.Lock()
         self._held: dict[str, tuple[float, Call]] = {}  # first signature -> (deadline, call)
         self._hook_ids: set[str] = set()  # signatures and request ids the hook reported
+        self._queue: queue.Queue[Call | None] = queue.Queue()
         self.counts: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []
         self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Write held proxy calls once their hold expires, even while no other call arrives."""
-        if self._hold > 0:
-            self._ticker = threading.Thread(target=self._tick_loop, name="rolesmith-recorder", daemon=True)
-            self._ticker.start()
+        self._threads.append(threading.Thread(target=self._write_loop, name="rolesmith-writer", daemon=True))
+        if self._hold > 0:  # write held proxy calls once their hold expires, even with no other traffic
+            self._threads.append(threading.Thread(target=self._tick_loop, name="rolesmith-ticker", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
             self.tick()
 
+    def _write_loop(self) -> None:
+        while (call := self._queue.get()) is not None:
+            try:
+                record = to_record(call, self._identify(call.access_key_id))
+            except Exception:  # one malformed call must not stop the recording
+                log.exception("could not record %s:%s", call.service, call.operation)
+                continue
+            with self._lock:
+                self.records.append(record)
+            self._writer.write(record)
+
     def stop(self) -> None:
+        """Write what is held and queued; returns once every record is on disk."""
         self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout=2)
+        for thread in self._threads[1:]:
+            thread.join(timeout=2)
         self.tick(force=True)
+        self._queue.put(None)
+        if self._threads:
+            self._threads[0].join()
+        else:
+            self._write_loop()
 
     def add(self, call: Call) -> None:
         if call.method == "proxy" and self._hold > 0:
@@ -185,7 +209,6 @@ class Recorder:
                     time.monotonic() + self._hold, call)
             return
         if call.method == "hook":
-            # Same request: same SigV4 signature, or (retries re-sign) the same server request id.
             ids = set(call.signatures) | ({call.request_id} if call.request_id else set())
             with self._lock:
                 self._hook_ids.update(ids)
@@ -203,8 +226,6 @@ class Recorder:
             self._emit(call)
 
     def _emit(self, call: Call) -> None:
-        record = to_record(call, self._identify(call.access_key_id))
         with self._lock:
             self.counts[call.method] = self.counts.get(call.method, 0) + 1
-            self.records.append(record)
-        self._writer.write(record)
+        self._queue.put(call)

@@ -139,7 +139,6 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         writer = RecordingWriter(path)
         # Proxy calls wait for the hook's copy of the same request only when both capture.
         recorder = Recorder(writer, resolver, hold=0.5 if {"hook", "proxy"} <= set(methods) else 0.0)
-        resolver(resolver.own_key)  # the one GetCallerIdentity, before calls arrive and queue behind it
         recorder.start()
         try:
             with contextlib.ExitStack() as captures:
