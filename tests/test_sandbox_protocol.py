@@ -197,3 +197,17 @@ def test_cloudtrail_files_layout_secrets_and_lookup(sb: Any, session: Any) -> No
 
     events_read = list(read_trail([sb.log_dir]))
     assert any(e.name == "PutObject" and e.request.get("key") == "trail-probe" for e in events_read)
+
+
+def test_missing_object_is_403_without_list_bucket(sb: Any, session: Any) -> None:
+    # GetObject API reference: 404 with s3:ListBucket on the bucket, 403 Access Denied without it.
+    writer = client(sb, session, "writer", "s3")
+    assert _error(writer.get_object, Bucket="proto-data", Key="absent")[:2] == ("NoSuchKey", "The specified key does not exist.")
+    capped_env = sb.env_for("capped")  # s3:* on everything
+    assert capped_env["AWS_SESSION_TOKEN"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    creds = client(sb, session, "writer", "sts").assume_role(
+        RoleArn=f"arn:aws:iam::{ACCT}:role/capped", RoleSessionName="get-only", Policy=json.dumps(policy))["Credentials"]
+    get_only = session.client("s3", endpoint_url=sb.endpoint_url, config=CFG, aws_access_key_id=creds["AccessKeyId"],
+                              aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    assert _error(get_only.get_object, Bucket="proto-plain", Key="absent") == ("AccessDenied", "Access Denied", 403)

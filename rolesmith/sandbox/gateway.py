@@ -145,6 +145,10 @@ class Gateway:
             self.finish(mapped, checks, error=None)
             return errors.json_response(call, self.trail.lookup_events(ident.account, call.params))
         resp = self.forward(method, path, headers, body, self._target_account(ident, call, checks))
+        if resp.status == 404 and call.service == "s3" and call.operation in ("GetObject", "HeadObject") \
+                and self._hides_missing_key(ident, call):
+            self.finish(mapped, checks, error=("AccessDenied", "Access Denied"))
+            return errors.denied(call, method, "Access Denied", s3_bare=True)
         err = errors.parse_error(call.protocol, resp.status, resp.body) if resp.status >= 300 else None
         elements = None
         if err is None:
@@ -154,6 +158,14 @@ class Gateway:
         if err is None and call.service == "emr" and call.operation == "RunJobFlow" and elements:
             emr.simulate(self, ident, call, str(elements.get("jobFlowId")))
         return resp
+
+    def _hides_missing_key(self, ident: Identity, call: Call) -> bool:
+        """S3 answers 403 instead of 404 for a missing object when the caller may not list the bucket
+        (GetObject API reference, "Permissions": https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
+        bucket = str(call.params.get("Bucket", ""))
+        check = Check(action="s3:ListBucket", resource=f"arn:aws:s3:::{bucket}",
+                      context=base_context(ident, call.region))
+        return authorize(self.world, ident, check) is not None
 
     def _target_account(self, ident: Identity, call: Call, checks: list[Check]) -> str:
         """The moto account holding the state: KMS keys and queues live in their owner's account."""
