@@ -189,7 +189,7 @@ def _start_captures(methods: Sequence[str], env: dict[str, str], recorder: Recor
         collector = Collector(token, on_message)
         collector.start()
         stack.callback(collector.close)
-        stack.enter_context(_draining(collector))
+        stack.callback(collector.drain, 2.0)  # runs first: let exited children's last lines arrive
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK_DIR), env.get("PYTHONPATH", "")) if p)
         child_env["ROLESMITH_RECORD_ADDR"] = collector.address
         child_env["ROLESMITH_RECORD_TOKEN"] = token
@@ -220,12 +220,6 @@ def _start_captures(methods: Sequence[str], env: dict[str, str], recorder: Recor
         stack.callback(listener.close)
         child_env.update(listener.env())
     return child_env
-
-
-@contextlib.contextmanager
-def _draining(collector: Collector):  # type: ignore[no-untyped-def]
-    yield
-    collector.drain(2.0)
 
 
 def _server_side(records: list[dict[str, Any]], started: float, ended: float,
