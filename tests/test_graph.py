@@ -208,3 +208,23 @@ def test_exports_are_deterministic_and_never_carry_keys_or_sessions() -> None:
 def test_unknown_export_format_is_an_error() -> None:
     with pytest.raises(UnknownGraphFormat, match=r"^graph format 'png': unknown; fix: use one of json, dot, mermaid$"):
         export_graph(UsageGraph(), "png")
+
+
+def test_real_trail_links_kms_calls_to_the_secret_and_parameter_reads() -> None:
+    # Stratus Red Team runs in ../shared/data/cloudtrail/invictus_aws_dataset: KMS Decrypt with invokedBy
+    # secretsmanager.amazonaws.com (encryption context SecretARN) and AWS Internal / ssm (PARAMETER_ARN).
+    from pathlib import Path
+
+    from rolesmith.graph import graph_from_paths
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "cloudtrail" / "invictus_aws_dataset"
+    if not source.is_dir():
+        pytest.skip(f"../shared/ not present: {source}")
+    graph, _ = graph_from_paths([source], skip_bad=True)
+    linked = {}
+    for use in graph.uses():
+        trigger = graph.trigger_of(use)
+        if use.action == "kms:Decrypt" and trigger is not None:
+            linked[use.via] = trigger.action
+    assert linked == {"secretsmanager.amazonaws.com": "secretsmanager:GetSecretValue",
+                      "ssm.amazonaws.com": "ssm:GetParameter"}

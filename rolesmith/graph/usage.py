@@ -461,12 +461,32 @@ class UsageGraph:
                         gap = 0.0
                     else:
                         continue
-                    score = (0 if cand.resource == arn else 1, gap, 0 if same else 1, _sort_key(cand))
+                    score = (0 if cand.resource == arn else 1, _data_rank(cand.action), gap, 0 if same else 1,
+                             _sort_key(cand))
                     if best is None or score < best[0]:
                         best = (score, cand)
             if best is not None:
                 links[key] = best[1]
         return links
+
+
+# Calls that make a service use KMS for the caller (the ones that read or write the encrypted value):
+# preferred as triggers over metadata calls on the same resource. Sources: Secrets Manager "How AWS
+# Secrets Manager uses AWS KMS" (GetSecretValue decrypts, CreateSecret/PutSecretValue/UpdateSecret
+# encrypt), Systems Manager "How Parameter Store uses AWS KMS" (GetParameter(s) with decryption,
+# PutParameter of a SecureString), S3 (object reads and writes: s3_kms/s3-ug__UsingKMSEncryption.md).
+_DATA_ACTIONS = frozenset({
+    "secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret", "secretsmanager:RotateSecret",
+    "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
+    "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+})
+
+
+def _data_rank(action: str) -> int:
+    if action in _DATA_ACTIONS:
+        return 0
+    return 2 if action.split(":", 1)[1].startswith(("Describe", "List", "Head", "GetResourcePolicy")) else 1
 
 
 def _sort_key(key: UseKey) -> tuple[Any, ...]:
