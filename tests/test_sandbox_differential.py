@@ -88,7 +88,7 @@ def _condition(rnd: random.Random) -> dict[str, Any] | None:
         return {"StringEquals": {"aws:PrincipalAccount": rnd.choice([A, B])}}
     if pick < 0.9:
         return {"StringEquals": {"aws:RequestedRegion": rnd.choice([REGION, "eu-west-1"])}}
-    return {"StringLike": {"aws:PrincipalArn": rnd.choice([f"arn:aws:iam::{A}:user/*", f"arn:aws:iam::*:role/*"])}}
+    return {"StringLike": {"aws:PrincipalArn": rnd.choice([f"arn:aws:iam::{A}:user/*", "arn:aws:iam::*:role/*"])}}
 
 
 def _statement(rnd: random.Random, kind: str, *, principal: Any = None, deny: float = 0.15) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes: without this, Nagle + delayed ACK add ~40 ms a call.
     disable_nagle_algorithm = True
-    server: "_FrontServer"
+    server: _FrontServer
 
     def _serve(self) -> None:
         body = self._body()
@@ -168,7 +168,7 @@ class SandboxHandle:
         finally:
             _RUNNING.release()
 
-    def __enter__(self) -> "SandboxHandle":
+    def __enter__(self) -> SandboxHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
