@@ -211,3 +211,15 @@ def test_missing_object_is_403_without_list_bucket(sb: Any, session: Any) -> Non
     get_only = session.client("s3", endpoint_url=sb.endpoint_url, config=CFG, aws_access_key_id=creds["AccessKeyId"],
                               aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
     assert _error(get_only.get_object, Bucket="proto-plain", Key="absent") == ("AccessDenied", "Access Denied", 403)
+
+
+def test_operator_env_for_tooling_calls(sb: Any, session: Any) -> None:
+    nobody = client(sb, session, "nobody", "cloudtrail")
+    assert _error(nobody.lookup_events)[0] == "AccessDeniedException"
+    env = sb.operator_env()
+    ct = session.client("cloudtrail", endpoint_url=env["AWS_ENDPOINT_URL"], config=CFG,
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    page = ct.lookup_events(MaxResults=2)
+    assert len(page["Events"]) == 2 and page["NextToken"]
+    assert sb.operator_env() == env  # one operator per account, reused
+    assert (sb.principals(), "AWS_SESSION_TOKEN" in env) == ([(p.qualified, p.arn) for p in sb.scenario.principals], False)

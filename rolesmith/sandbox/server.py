@@ -20,7 +20,7 @@ from rolesmith.errors import RolesmithError
 from rolesmith.sandbox.auth import Credentials, Identity
 from rolesmith.sandbox.cloudtrail import Trail
 from rolesmith.sandbox.gateway import Gateway
-from rolesmith.sandbox.scenario import Scenario, load_scenario
+from rolesmith.sandbox.scenario import PrincipalSpec, Scenario, load_scenario
 from rolesmith.sandbox.world import World
 
 log = logging.getLogger("rolesmith.sandbox")
@@ -103,6 +103,8 @@ class SandboxHandle:
         self._front = front
         self._moto = moto
         self._identities = identities
+        self._operators: dict[str, Identity] = {}
+        self._operator_lock = threading.Lock()
         self._stopped = False
         host, port = front.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
@@ -135,6 +137,22 @@ class SandboxHandle:
             env["AWS_SESSION_TOKEN"] = ident.token
         return env
 
+    def operator_env(self, account: str | None = None) -> dict[str, str]:
+        """AWS_* variables of an administrator of ``account`` (default: the run_as principal's), for
+        tooling calls the workload's own principal may not make (LookupEvents, GetCallerIdentity).
+        Its calls are enforced (SCPs still apply) and logged like any other."""
+        account = account or self.scenario.principal(self.default_principal).account
+        with self._operator_lock:
+            ident = self._operators.get(account)
+            if ident is None:
+                spec = PrincipalSpec(name="rolesmith-operator", kind="user", account=account,
+                                     account_name=account, policies={"AdministratorAccess": {
+                                         "Version": "2012-10-17",
+                                         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}})
+                ident = self._operators[account] = self._creds.issue_user(spec)
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": ident.access_key,
+                "AWS_SECRET_ACCESS_KEY": ident.secret, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+
     def records(self) -> list[dict[str, Any]]:
         """Every CloudTrail record so far (each account's copy)."""
         return self.trail.records()
@@ -152,6 +170,7 @@ class SandboxHandle:
         self.log_dir = Path(log_dir) if log_dir is not None else self.log_dir
         world, creds, trail, identities = _state(scenario, self.log_dir)
         self.scenario, self.world, self.trail, self._creds, self._identities = scenario, world, trail, creds, identities
+        self._operators = {}
         self.region = scenario.region
         gw = self._front.gateway
         gw.world, gw.creds, gw.trail = world, creds, trail
