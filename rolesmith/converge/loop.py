@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from dataclasses import replace
@@ -94,19 +95,50 @@ def _anticipated(event: Event, bucket_key: BucketKey) -> list[dict[str, Any]]:
 BucketKey = Callable[[str], "str | None"]
 
 
+def _created_ids(events: Sequence[Event]) -> set[str]:
+    """Ids the run's own successful calls returned (a cluster's j-…, an instance's i-…): a new one each run."""
+    out: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and 6 <= len(value) <= 64 and re.fullmatch(r"[A-Za-z0-9][\w.-]*-[\w-]+", value):
+            out.add(value)
+
+    for ev in events:
+        if not ev.denied:
+            walk(ev.response)
+    return out
+
+
+def _widen(fix: AppliedFix, ids: set[str]) -> AppliedFix:
+    """A grant on a resource this run created would name next run's resource wrongly: its id becomes ``*``."""
+    if fix.layer != "identity" or not ids:
+        return fix
+    text = json.dumps(list(fix.statements))
+    for rid in sorted(ids, key=len, reverse=True):
+        text = re.sub(rf"(?<=[/:]){re.escape(rid)}(?=\"|/)", "*", text)
+    return replace(fix, statements=tuple(json.loads(text)))
+
+
 def _plan(explanations: Sequence[Explanation], events: Sequence[Event], role_arn: str,
-          bucket_key: BucketKey, store: Any = None) -> list[AppliedFix]:
+          bucket_key: BucketKey, store: Any = None, created: set[str] | None = None) -> list[AppliedFix]:
     plan: list[AppliedFix] = []
     for ex in explanations:
         for fix in ex.fixes:
-            plan.append(_classify(fix, role_arn))
+            plan.append(_widen(_classify(fix, role_arn), created or set()))
     for ev in events:
         if ev.denied and _is_ours(_principal_of(ev), role_arn):
             stmts = _anticipated(ev, bucket_key)
             if stmts:
-                plan.append(AppliedFix(layer="identity", target=role_arn, op="add-statements", source="anticipated",
-                                       summary=f"grant every use {ev.source.split('.', 1)[0]}:{ev.name} implies",
-                                       statements=tuple(stmts)))
+                plan.append(_widen(AppliedFix(
+                    layer="identity", target=role_arn, op="add-statements", source="anticipated",
+                    summary=f"grant every use {ev.source.split('.', 1)[0]}:{ev.name} implies",
+                    statements=tuple(stmts)), created or set()))
                 plan += _key_policy_gaps(stmts, role_arn, store)
     return plan
 
@@ -297,7 +329,7 @@ def _loop(backend: Backend, command: Sequence[str], options: ConvergeOptions) ->
         store = backend.store()
         index = TrailIndex.build(events)
         explanations = [explain_event(e, store, trail=index) for e in denied]
-        plan = _plan(explanations, denied, backend.role_arn, backend.bucket_key, store)
+        plan = _plan(explanations, denied, backend.role_arn, backend.bucket_key, store, _created_ids(events))
         stop = _stop_for(plan, options)
         if stop is not None:
             handoff = [f for f in plan if f.layer not in ("identity",)]
