@@ -169,3 +169,18 @@ def test_policy_dir_errors(tmp_path: Path) -> None:
     with pytest.raises(PolicyDirError) as err:
         load_policy_dir(tmp_path / "missing")
     assert str(err.value) == f"{tmp_path / 'missing'}: not a directory; pass --policies DIR with the documented layout"
+
+
+def test_policy_dir_accepts_iam_api_wrappers(tmp_path: Path) -> None:
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}
+    (tmp_path / "identity" / "worker").mkdir(parents=True)
+    (tmp_path / "identity" / "worker" / "managed.json").write_text(json.dumps({"PolicyVersion": {"Document": doc}}))
+    (tmp_path / "identity" / "worker" / "inline.json").write_text(json.dumps({"PolicyName": "x", "PolicyDocument": doc}))
+    (tmp_path / "principals.yaml").write_text("worker: arn:aws:iam::111122223333:role/service/worker-role\n")
+    store = load_policy_dir(tmp_path)
+    # The assumed-role session of worker-role maps to the principals.yaml entry "worker".
+    req = Request(principal="arn:aws:sts::111122223333:assumed-role/worker-role/s", principal_account="111122223333",
+                  action="sqs:SendMessage", resource="arn:aws:sqs:us-east-1:111122223333:q")
+    assert [p.name for p in store.policies_for(req).identity] == ["identity/worker/inline", "identity/worker/managed"]
+    answer = simulate(principal=req.principal, action=req.action, resource=req.resource, policies_dir=tmp_path)
+    assert answer["decision"] == "Allowed"

@@ -174,17 +174,15 @@ def _ms(layer: str, st: Statement) -> MatchedStatement:
 
 
 def _org(layer: str, levels: tuple[tuple[NamedPolicy, ...], ...], r: _Req, principal_side: bool
-         ) -> tuple[str, list[Statement], list[Statement]]:
-    """Every OU level must allow; any deny is final. Returns (outcome, denies, allows)."""
+         ) -> tuple[str, list[Statement]]:
+    """Every OU level must allow; any deny is final. Returns (outcome, denies)."""
     denies: list[Statement] = []
-    allows: list[Statement] = []
     missing = False
     for level in levels:
         scanned = _scan(layer, level, r, principal_side=principal_side)
         denies += scanned.denies
-        allows += [s for s, _ in scanned.allows]
         missing = missing or not scanned.allows
-    return ("deny" if denies else "implicit-deny" if missing else "allow"), denies, allows
+    return ("deny" if denies else "implicit-deny" if missing else "allow"), denies
 
 
 def _is_service(principal: str) -> bool:
@@ -203,9 +201,9 @@ def evaluate(request: Request, policies: Policies) -> Decision:
 
     # Organizations: SCPs cap the caller's account, RCPs the resource's.
     scp_exempt = service or policies.service_linked_role or policies.management_account or not policies.scps
-    scp_out, scp_allows = "absent", []
+    scp_out = "absent"
     if not scp_exempt:
-        scp_out, d, scp_allows = _org("scp", policies.scps, r, False)
+        scp_out, d = _org("scp", policies.scps, r, False)
         denies += [("scp", s) for s in d]
     layers["scp"] = scp_out
     rcp_exempt = policies.service_linked_role or policies.resource_management_account or not policies.rcps
@@ -213,7 +211,7 @@ def evaluate(request: Request, policies: Policies) -> Decision:
     if not rcp_exempt:
         # RCPFullAWSAccess is attached at every level and cannot be detached, so RCPs only ever deny
         # (https://docs.aws.amazon.com/organizations/latest/userguide/orgs_manage_policies_rcps.html).
-        _, d, _ = _org("rcp", policies.rcps, r, True)
+        _, d = _org("rcp", policies.rcps, r, True)
         rcp_out = "deny" if d else "allow"
         denies += [("rcp", s) for s in d]
     layers["rcp"] = rcp_out
@@ -294,7 +292,7 @@ def evaluate(request: Request, policies: Policies) -> Decision:
         if direct:
             return allowed(res_layer, [_ms(res_layer, s) for s in direct])
         if role and bound_ok and sess_ok:
-            return allowed(res_layer, [_ms(res_layer, s) for s in role])
+            return allowed(res_layer, [_ms(res_layer, s) for s in role] + identity_stmts[len(ident.allows):])
         if account:
             if identity_side:
                 return allowed("identity", [_ms(res_layer, s) for s in account] + identity_stmts)
