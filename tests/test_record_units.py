@@ -181,3 +181,42 @@ def test_summary_points_denied_calls_at_explain():
         "unobserved services/actions (Access Advisor): 1",
         "  r used sqs during the run",
     ]
+
+
+def _recorder(tmp_path, hold=0.5):
+    from rolesmith.record.recording import Recorder, RecordingWriter
+
+    writer = RecordingWriter(tmp_path / "recording.jsonl")
+    recorder = Recorder(writer, lambda key: {"type": "IAMUser", "accessKeyId": key}, hold=hold)
+    recorder.start()
+    return recorder, writer
+
+
+def _call(method, rid=None, sigs=(), key="k"):
+    from rolesmith.record.recording import Call
+
+    return Call(method=method, service="s3", operation="HeadObject", params={"Bucket": "b", "Key": key},
+                request_id=rid, signatures=tuple(sigs), time=1700000000.0)
+
+
+def test_recorder_keeps_one_record_per_request(tmp_path):
+    recorder, writer = _recorder(tmp_path)
+    # The proxy reports before it answers, so its copy comes first; the hook's copy replaces it.
+    recorder.add(_call("proxy", rid="r1", sigs=["s1"], key="one"))
+    recorder.add(_call("hook", rid="r1", sigs=["s1"], key="one"))
+    # Identical requests signed in the same second share a signature, not a request id: two calls.
+    recorder.add(_call("proxy", rid="r2", sigs=["same"], key="two"))
+    recorder.add(_call("proxy", rid="r3", sigs=["same"], key="two"))
+    recorder.add(_call("hook", rid="r3", sigs=["same"], key="two"))
+    # AWS CLI v1 hands its handlers no signature: the request id pairs them.
+    recorder.add(_call("proxy", rid="r4", sigs=["s4"], key="three"))
+    recorder.add(_call("hook", rid="r4", key="three"))
+    # No request id on one side (a connection error): the signature pairs them.
+    recorder.add(_call("proxy", sigs=["s5"], key="four"))
+    recorder.add(_call("hook", rid="r5", sigs=["s5"], key="four"))
+    recorder.stop()
+    writer.close()
+    lines = [json.loads(line) for line in (tmp_path / "recording.jsonl").read_text().splitlines()]
+    got = sorted((r["requestParameters"]["key"], r["additionalEventData"]["rolesmith"]) for r in lines)
+    assert got == [("four", "hook"), ("one", "hook"), ("three", "hook"), ("two", "hook"), ("two", "proxy")]
+    assert recorder.counts == {"hook": 4, "proxy": 1}

@@ -143,12 +143,20 @@ class RecordingWriter:
             self._file.close()
 
 
+def _same_request(a: Call, b: Call) -> bool:
+    """Request ids decide when both captures have one (identical requests signed in the same
+    second share a signature); otherwise a shared SigV4 signature does."""
+    if a.request_id and b.request_id:
+        return a.request_id == b.request_id
+    return bool(set(a.signatures) & set(b.signatures))
+
+
 class Recorder:
     """Turns calls from every capture method into records, once per request.
 
-    A call seen by both hook and proxy carries the same SigV4 signature (or, after retries, the
-    same request id): the hook's record wins (exact parameters), so proxy calls wait ``hold``
-    seconds for a matching hook call first. Records are built and written on a writer thread, so
+    A call seen by both hook and proxy carries the same request id (or, lacking one, the same SigV4
+    signature): the hook's record wins (exact parameters), so proxy calls wait ``hold`` seconds
+    for a matching hook call first. Records are built and written on a writer thread, so
     a slow identity lookup (the first sts:GetCallerIdentity) never delays receiving calls.
     """
 
@@ -158,8 +166,8 @@ class Recorder:
         self._identify = identify
         self._hold = hold
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[float, Call]] = {}  # first signature -> (deadline, call)
-        self._hook_ids: set[str] = set()  # signatures and request ids the hook reported
+        self._held: list[tuple[float, Call]] = []  # proxy calls waiting for their hook copy
+        self._hooked: list[tuple[float, Call]] = []  # hook calls whose proxy copy has not arrived
         self._queue: queue.Queue[Call | None] = queue.Queue()
         self.counts: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []
@@ -201,28 +209,40 @@ class Recorder:
             self._write_loop()
 
     def add(self, call: Call) -> None:
-        if call.method == "proxy" and self._hold > 0:
+        if self._hold > 0 and call.method in ("hook", "proxy"):
             with self._lock:
-                if any(s in self._hook_ids for s in call.signatures) or (call.request_id in self._hook_ids):
-                    return
-                self._held[call.signatures[0] if call.signatures else str(id(call))] = (
-                    time.monotonic() + self._hold, call)
-            return
-        if call.method == "hook":
-            ids = set(call.signatures) | ({call.request_id} if call.request_id else set())
-            with self._lock:
-                self._hook_ids.update(ids)
-                for key, (_, held) in list(self._held.items()):
-                    if key in ids or (held.request_id and held.request_id in ids):
-                        del self._held[key]
+                if self._pair(call):
+                    if call.method == "proxy":
+                        return
+                else:
+                    # Unpaired: a proxy call waits for its hook copy. The proxy reports before it
+                    # answers, so its copy normally comes first; a hook call is kept briefly in
+                    # case it does not (a request the proxy saw but could not decode at once).
+                    if call.method == "proxy":
+                        self._held.append((time.monotonic() + self._hold, call))
+                    else:
+                        self._hooked.append((time.monotonic() + 2.0, call))
+                        del self._hooked[:-1000]
+            if call.method == "proxy":
+                return
         self._emit(call)
+
+    def _pair(self, call: Call) -> bool:
+        """Remove and report the other capture's copy of ``call``, if one is pending (lock held)."""
+        others = self._hooked if call.method == "proxy" else self._held
+        for i, (_, other) in enumerate(others):
+            if _same_request(call, other):
+                del others[i]
+                return True
+        return False
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
-            due = [k for k, (deadline, _) in self._held.items() if force or deadline <= now]
-            calls = [self._held.pop(k)[1] for k in due]
-        for call in sorted(calls, key=lambda c: c.time):
+            due = [c for deadline, c in self._held if force or deadline <= now]
+            self._held = [(d, c) for d, c in self._held if not (force or d <= now)]
+            self._hooked = [(d, c) for d, c in self._hooked if d > now]
+        for call in sorted(due, key=lambda c: c.time):
             self._emit(call)
 
     def _emit(self, call: Call) -> None:
