@@ -223,3 +223,28 @@ def test_operator_env_for_tooling_calls(sb: Any, session: Any) -> None:
     assert len(page["Events"]) == 2 and page["NextToken"]
     assert sb.operator_env() == env  # one operator per account, reused
     assert (sb.principals(), "AWS_SESSION_TOKEN" in env) == ([(p.qualified, p.arn) for p in sb.scenario.principals], False)
+
+
+def test_signature_is_verified(sb: Any, session: Any) -> None:
+    env = sb.env_for("writer")
+    wrong = {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": "not-the-secret"}
+    s3 = session.client("s3", endpoint_url=sb.endpoint_url, config=CFG, **wrong)
+    assert _error(s3.list_objects_v2, Bucket="proto-data")[0] == "SignatureDoesNotMatch"
+    kms = session.client("kms", endpoint_url=sb.endpoint_url, config=CFG, **wrong)
+    assert _error(kms.describe_key, KeyId=key_arn(sb))[0] == "InvalidSignatureException"
+    sts = session.client("sts", endpoint_url=sb.endpoint_url, config=CFG, **wrong)
+    assert _error(sts.get_caller_identity)[0] == "SignatureDoesNotMatch"
+
+
+def test_presigned_get(sb: Any, session: Any) -> None:
+    import urllib.request
+
+    env = sb.env_for("writer")
+    s3 = session.client("s3", endpoint_url=sb.endpoint_url, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    s3.put_object(Bucket="proto-data", Key="shared.txt", Body=b"presigned")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "proto-data", "Key": "shared.txt"}, ExpiresIn=60)
+    with urllib.request.urlopen(url) as resp:  # noqa: S310 - 127.0.0.1 sandbox
+        assert resp.read() == b"presigned"
+    assert sb.records()[-1]["eventName"] == "GetObject" and sb.records()[-1].get("errorCode") is None

@@ -118,6 +118,8 @@ def decode(method: str, raw_path: str, headers: Mapping[str, str], body: bytes) 
     query = dict(parse_qsl(split.query, keep_blank_values=True))
     access_key, region, signing = credential_scope(headers, query)
     if signing is None:
+        if "AWSAccessKeyId" in query or headers.get("authorization", "").startswith("AWS "):
+            raise DecodeError("signature version 2 is not supported: sign with SigV4 (signature_version='s3v4')")
         raise DecodeError("unsigned request: sign it with SigV4 (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     name = _SIGNING_TO_SERVICE.get(signing, signing)
     target = headers.get("x-amz-target")

@@ -95,6 +95,15 @@ def invalid_credentials(call: Call, method: str) -> Response:
     return client_error(call, method, 403, code, "The security token included in the request is invalid.")
 
 
+def bad_signature(call: Call, method: str) -> Response:
+    if call.protocol in ("json", "rest-json"):
+        return client_error(call, method, 400, "InvalidSignatureException",
+                            "The request signature we calculated does not match the signature you provided.")
+    return client_error(call, method, 403, "SignatureDoesNotMatch",
+                        "The request signature we calculated does not match the signature you provided. "
+                        "Check your key and signing method.")
+
+
 def bad_request(message: str) -> Response:
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidRequest</Code><Message>{_esc(message)}'
             f"</Message><RequestId>{_rid()}</RequestId></Error>").encode()

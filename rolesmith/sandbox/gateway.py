@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from urllib.parse import unquote
 
 from rolesmith.sandbox import effects, emr, errors, sts
-from rolesmith.sandbox.auth import Credentials, Identity
+from rolesmith.sandbox.auth import Credentials, Identity, signature_matches
 from rolesmith.sandbox.cloudtrail import Trail, make_record, resource_entries
 from rolesmith.sandbox.context import request_context
 from rolesmith.sandbox.decode import Call, DecodeError, api_parameters, cloudtrail_parameters, decode, service_model, event_source
@@ -109,6 +109,8 @@ class Gateway:
         ident = self.creds.lookup(call.access_key, token)
         if ident is None:
             return errors.invalid_credentials(call, method)
+        if not signature_matches(method, path, lower, body, ident):
+            return errors.bad_signature(call, method)
         if call.service == "sts" and call.operation == "GetCallerIdentity":
             mapped = self.map_call(ident, call)
             self.finish(mapped, [], error=None)
