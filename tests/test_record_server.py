@@ -161,6 +161,7 @@ def test_cloudtrail_lookup_merge_and_access_advisor(tmp_path, aws_env):
     assert by_name["PutObject"]["additionalEventData"]["rolesmith"] == "hook"
     assert by_name["GenerateDataKey"]["additionalEventData"] == {"rolesmith": "cloudtrail"}
     assert result.indirect == ("kms:GenerateDataKey invoked by s3.amazonaws.com",)
+    assert result.calls_by_method == {"hook": 3, "cloudtrail": 1}
     assert by_name["CreateBucket"]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] == ROLE
     assert 1.0 in sleeps  # backed off once on throttling
     assert 5.0 in sleeps  # waited between the two polls

@@ -60,7 +60,7 @@ class RecordResult:
     signal: int | None
     recording: Path
     outputs: tuple[Path, ...] = ()
-    calls_by_method: Mapping[str, int] = field(default_factory=dict)
+    calls_by_method: Mapping[str, int] = field(default_factory=dict)  # "cloudtrail": seen by the server only
     denied: tuple[str, ...] = ()  # "s3:GetObject by ARN (AccessDenied)"
     principals: tuple[str, ...] = ()
     indirect: tuple[str, ...] = ()  # "kms:GenerateDataKey invoked by s3.amazonaws.com"
@@ -157,6 +157,8 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         if options.cloudtrail or options.cloudtrail_bucket:
             records = _server_side(records, started, ended, options, client_factory, aws_env)
             _rewrite(path, records)
+            counts["cloudtrail"] = sum(1 for r in records
+                                       if (r.get("additionalEventData") or {}).get("rolesmith") == "cloudtrail")
         if options.access_advisor:
             from rolesmith.record.advisor import roles_of, unobserved_use
 
