@@ -190,3 +190,17 @@ def test_every_resource_account_copy_is_kept_even_without_ids(tmp_path: Path) ->
 def test_utf8_byte_order_mark_is_accepted(name: str, tmp_path: Path) -> None:
     (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + (FIXTURES / "shapes" / name).read_bytes())
     assert [e.event_id for e in read_trail([tmp_path / name])] == IDS
+
+
+def test_a_call_delivered_to_several_accounts_drops_every_copy(tmp_path: Path) -> None:
+    # record-contents.md, sharedEventID: every copy of a call delivered to several accounts shares it.
+    a = FIXTURES / "cross-account" / "a-resource-account.json"
+    copy = json.loads(a.read_text())["Records"][0]
+    other = dict(copy, eventID="11111111-0000-4000-8000-000000000003", recipientAccountId="999999999999")
+    (tmp_path / "copies.json").write_text(json.dumps([copy, other]))
+    (tmp_path / "late-copy.json").write_text(json.dumps(dict(other, eventID="11111111-0000-4000-8000-000000000004")))
+    b = FIXTURES / "cross-account" / "b-caller-account.json"
+    reader = read_trail([tmp_path / "copies.json", b, tmp_path / "late-copy.json"])
+    events = list(reader)
+    assert [e.principal.arn if e.principal else None for e in events] == ["arn:aws:iam::444455556666:user/deployer"]
+    assert (reader.report.duplicates, reader.report.unattributable) == (3, 0)

@@ -177,9 +177,10 @@ class TrailReader:
     back until the end of the pass: if the caller's copy (same ``sharedEventID``, ``requestID`` or
     ``eventID``) is read, the held copy is dropped and counted in ``duplicates``; otherwise it is
     yielded at the end as an unattributable event (``principal=None``, ``caller_account`` set).
-    Only those copies and the ids of caller events carrying a ``sharedEventID`` (the documented
-    marker of a multi-account delivery) are remembered, so memory grows with cross-account calls
-    only.
+    A copy read after its caller's copy is matched by ``sharedEventID`` alone, the id CloudTrail
+    documents for events delivered to several accounts (record-contents reference). Only the held
+    copies and a hash of each caller's ``sharedEventID`` are remembered, so memory grows with
+    cross-account calls only.
     """
 
     def __init__(self, paths: Sequence[str | Path], *, skip_bad: bool = False) -> None:
@@ -204,7 +205,9 @@ class TrailReader:
 
     def __iter__(self) -> Iterator[Event]:
         counts = self._counts = _Counts()
-        caller_keys: set[str] = set()
+        # hash(sharedEventID) of caller events delivered to several accounts: ints, not the strings,
+        # because this is the one set that grows with the trail (one entry per cross-account call).
+        caller_shared: set[int] = set()
         held: list[list[Any]] = []  # [event, still held?] per resource-account copy, in order read
         pending: dict[str, list[list[Any]]] = {}  # id -> the held copies carrying it
         for path in self._files(counts):
@@ -212,10 +215,10 @@ class TrailReader:
             for event in self._file_events(path, counts):
                 if event.principal is None:
                     if event.identity_type == "AWSAccount":
-                        keys = _keys(event)
-                        if any(k in caller_keys for k in keys):
+                        if event.shared_event_id and hash(event.shared_event_id) in caller_shared:
                             counts.duplicates += 1
                             continue
+                        keys = _keys(event)
                         slot = [event, True]
                         held.append(slot)
                         for k in keys:
@@ -223,10 +226,10 @@ class TrailReader:
                         continue
                     counts.unattributable += 1
                 elif event.shared_event_id is not None or pending:
-                    keys = _keys(event)
-                    if event.shared_event_id is not None:
-                        caller_keys.update(keys)
-                    _release_one(pending, keys, counts)
+                    if pending:
+                        _release(pending, event, counts)
+                    if event.shared_event_id:
+                        caller_shared.add(hash(event.shared_event_id))
                 counts.events += 1
                 yield event
         for slot in held:
@@ -413,9 +416,20 @@ def _keys(event: Event) -> list[str]:
     return keys
 
 
-def _release_one(pending: dict[str, list[list[Any]]], keys: list[str], counts: _Counts) -> None:
-    """Drop the one held resource-account copy of this caller event, if one was read."""
-    for k in keys:
+def _release(pending: dict[str, list[list[Any]]], event: Event, counts: _Counts) -> None:
+    """Drop the held resource-account copies of this caller event: every copy with its
+    ``sharedEventID`` (one call can be delivered to several accounts), else one with its
+    ``requestID`` / ``eventID``."""
+    if event.shared_event_id:
+        released = False
+        for slot in pending.get("s" + event.shared_event_id, ()):
+            if slot[1]:
+                slot[0], slot[1] = None, False
+                counts.duplicates += 1
+                released = True
+        if released:
+            return
+    for k in _keys(event)[1 if event.shared_event_id else 0 :]:
         for slot in pending.get(k, ()):
             if slot[1]:
                 slot[0], slot[1] = None, False
