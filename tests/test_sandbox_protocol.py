@@ -248,3 +248,20 @@ def test_presigned_get(sb: Any, session: Any) -> None:
     with urllib.request.urlopen(url) as resp:  # noqa: S310 - 127.0.0.1 sandbox
         assert resp.read() == b"presigned"
     assert sb.records()[-1]["eventName"] == "GetObject" and sb.records()[-1].get("errorCode") is None
+
+
+def test_policy_changes_through_iam_take_effect_and_bodies_are_hidden(sb: Any, session: Any) -> None:
+    env = sb.env_for("writer")
+    sqs = client(sb, session, "writer", "sqs")
+    sqs.send_message(QueueUrl=f"{sb.endpoint_url}/{ACCT}/proto-queue", MessageBody="card 4111-1111")
+    sent = [r for r in sb.records() if r["eventName"] == "SendMessage"][-1]
+    assert sent["requestParameters"]["messageBody"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    kms = client(sb, session, "nobody", "kms")
+    assert _error(kms.encrypt, KeyId=key_arn(sb), Plaintext=b"x")[0] == "AccessDeniedException"
+    op = sb.operator_env()
+    iam = session.client("iam", endpoint_url=op["AWS_ENDPOINT_URL"], config=CFG,
+                         aws_access_key_id=op["AWS_ACCESS_KEY_ID"], aws_secret_access_key=op["AWS_SECRET_ACCESS_KEY"])
+    grant = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", "Resource": key_arn(sb)}]}
+    iam.put_user_policy(UserName="nobody", PolicyName="encrypt", PolicyDocument=json.dumps(grant))
+    assert kms.encrypt(KeyId=key_arn(sb), Plaintext=b"x")["KeyId"] == key_arn(sb)
+    assert env["AWS_ACCESS_KEY_ID"] not in json.dumps(sent["requestParameters"])

@@ -280,14 +280,25 @@ def _camel(shape: Shape | None, value: Any) -> Any:
     if shape is None:
         return value
     if shape.type_name == "structure" and isinstance(value, Mapping):
-        return {_lower(k): _camel(shape.members.get(k), v) for k, v in value.items()}
+        return {_lower(k): _HIDDEN if _sensitive(k, shape.members.get(k)) else _camel(shape.members.get(k), v)
+                for k, v in value.items()}
     if shape.type_name == "list" and isinstance(value, list):
         return [_camel(shape.member, v) for v in value]
     if shape.type_name == "map" and isinstance(value, Mapping):
         return {k: _camel(shape.value, v) for k, v in value.items()}
     if shape.type_name == "blob":
-        return "HIDDEN_DUE_TO_SECURITY_REASONS"
+        return _HIDDEN
     return value
+
+
+_HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+# Members CloudTrail hides although botocore does not mark them sensitive (message and secret bodies).
+_SENSITIVE_MEMBERS = frozenset({"MessageBody", "Plaintext", "SecretString", "SecretBinary", "Password",
+                                "NewPassword", "OldPassword", "PrivateKey", "SessionToken"})
+
+
+def _sensitive(name: str, shape: Shape | None) -> bool:
+    return name in _SENSITIVE_MEMBERS or bool(shape is not None and shape.metadata.get("sensitive"))
 
 
 def cloudtrail_parameters(call: Call) -> dict[str, Any]:

@@ -299,22 +299,8 @@ def after(world: World, ident: Identity, call: Call, body: bytes, response: byte
                 if arn:
                     world.aliases[(ident.account, str(p.get("AliasName")))] = arn
     elif call.service == "iam":
-        if op in ("PutRolePolicy", "PutUserPolicy"):
-            kind = "role" if op == "PutRolePolicy" else "user"
-            name = p.get("RoleName") or p.get("UserName")
-            spec = next((s for s in world.principals.values()
-                         if s.kind == kind and s.account == ident.account and s.name == name), None)
-            if spec is not None:
-                world.put_principal_policy(spec.arn, str(p.get("PolicyName")), json.loads(p.get("PolicyDocument") or "{}"))
-        elif op in ("DeleteRolePolicy", "DeleteUserPolicy"):
-            name = p.get("RoleName") or p.get("UserName")
-            spec = next((s for s in world.principals.values() if s.account == ident.account and s.name == name), None)
-            if spec is not None:
-                world.delete_principal_policy(spec.arn, str(p.get("PolicyName")))
-        elif op == "UpdateAssumeRolePolicy":
-            spec = world.role_by_name(ident.account, str(p.get("RoleName")))
-            if spec is not None:
-                world.put_trust(spec.arn, json.loads(p.get("PolicyDocument") or "{}"))
+        with world.lock:
+            _after_iam(world, ident, op, p)
     elif call.service == "sqs" and op in ("CreateQueue", "SetQueueAttributes"):
         policy = (p.get("Attributes") or {}).get("Policy")
         if op == "CreateQueue":
@@ -328,3 +314,22 @@ def after(world: World, ident: Identity, call: Call, body: bytes, response: byte
                     world.queues[arn] = json.loads(policy)
                 else:
                     world.queues.setdefault(arn, None)
+
+
+def _after_iam(world: World, ident: Identity, op: str, p: Mapping[str, Any]) -> None:
+    if op in ("PutRolePolicy", "PutUserPolicy"):
+        kind = "role" if op == "PutRolePolicy" else "user"
+        name = p.get("RoleName") or p.get("UserName")
+        spec = next((s for s in world.principals.values()
+                     if s.kind == kind and s.account == ident.account and s.name == name), None)
+        if spec is not None:
+            world.put_principal_policy(spec.arn, str(p.get("PolicyName")), json.loads(p.get("PolicyDocument") or "{}"))
+    elif op in ("DeleteRolePolicy", "DeleteUserPolicy"):
+        name = p.get("RoleName") or p.get("UserName")
+        spec = next((s for s in world.principals.values() if s.account == ident.account and s.name == name), None)
+        if spec is not None:
+            world.delete_principal_policy(spec.arn, str(p.get("PolicyName")))
+    elif op == "UpdateAssumeRolePolicy":
+        spec = world.role_by_name(ident.account, str(p.get("RoleName")))
+        if spec is not None:
+            world.put_trust(spec.arn, json.loads(p.get("PolicyDocument") or "{}"))

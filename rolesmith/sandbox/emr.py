@@ -66,8 +66,10 @@ def simulate(gw: Gateway, caller: Identity, call: Call, cluster_id: str) -> None
         return
     session = gw.creds.issue_session(spec, "ElasticMapReduceSession", invoked_by=EMR)
     inst = p.get("Instances") or {}
-    count = int(inst.get("InstanceCount") or 1)
-    itype = str(inst.get("MasterInstanceType") or inst.get("SlaveInstanceType") or "m5.xlarge")
+    groups_spec = inst.get("InstanceGroups") or []
+    count = sum(int(g.get("InstanceCount") or 0) for g in groups_spec) or int(inst.get("InstanceCount") or 1)
+    itype = str(inst.get("MasterInstanceType") or inst.get("SlaveInstanceType")
+                or next((g.get("InstanceType") for g in groups_spec if g.get("InstanceType")), "m5.xlarge"))
     profile = p.get("JobFlowRole") or "EMR_EC2_DefaultRole"
     tags = [{"Key": t.get("Key"), "Value": t.get("Value", "")} for t in p.get("Tags") or []]
     tags += [{"Key": "aws:elasticmapreduce:job-flow-id", "Value": cluster_id},
