@@ -123,3 +123,23 @@ def test_cli_errors():
     res = runner.invoke(main, ["converge", "--role", "r", "--start-from", "recording", "--", "true"])
     assert res.exit_code == 2
     assert "--start-from recording needs the recording FILE" in res.output
+
+
+@pytest.mark.slow
+def test_secure_inbox_with_resource_policies_applied_keeps_key_administration(tmp_path):
+    import yaml
+
+    result = converge([sys.executable, str(EXAMPLES / "secure_inbox.py")],
+                      ConvergeOptions(role="service/ReportWriter", scenario=CLOSED, apply_resource_policies=True,
+                                      out_dir=tmp_path))
+    assert result.stopped_reason == "converged", result.message
+    applied = {(f.layer, f.target) for r in result.runs for f in r.fixes if f.applied}
+    assert {("resource", "arn:aws:s3:::customer-secure-inbox"), ("key-policy", KEY)} <= applied
+    copy = yaml.safe_load((tmp_path / "scenario.yaml").read_text())
+    key_policy = copy["accounts"]["customer"]["keys"]["inbox-key"]["policy"]["Statement"]
+    original = yaml.safe_load(CLOSED.read_text())["accounts"]["customer"]["keys"]["inbox-key"]["policy"]["Statement"]
+    assert key_policy[0] == original[0] and original[0]["Sid"] == "KeyAdministration"
+    assert any(s.get("Principal") == {"AWS": ROLE} for s in key_policy[1:])
+    # The final policy set carries B's side too, as `rolesmith build` renders it.
+    kinds = {p.kind for p in result.policies.resource_policies}
+    assert {"s3-bucket", "kms-key"} <= kinds

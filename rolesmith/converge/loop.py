@@ -136,7 +136,7 @@ def _plan(explanations: Sequence[Explanation], events: Sequence[Event], role_arn
             stmts = _anticipated(ev, bucket_key)
             if stmts:
                 plan.append(_widen(AppliedFix(
-                    layer="identity", target=role_arn, op="add-statements", source="anticipated",
+                    layer="identity", target=role_arn, op="add-statements", source="anticipated", applied=False,
                     summary=f"grant every use {ev.source.split('.', 1)[0]}:{ev.name} implies",
                     statements=tuple(stmts)), created or set()))
                 plan += _key_policy_gaps(stmts, role_arn, store)
@@ -196,7 +196,7 @@ def _classify(fix: Fix, role_arn: str) -> AppliedFix:
 
 
 def _stop_for(plan: Sequence[AppliedFix], options: ConvergeOptions) -> tuple[StopReason, str] | None:
-    guard = [f for f in plan if f.layer in GUARDRAILS or f.op == "change-statement" and f.layer != "identity"]
+    guard = [f for f in plan if f.layer in GUARDRAILS]
     if guard:
         f = guard[0]
         return "guardrail", (f"a {f.layer} refuses the workload ({f.summary}); converge never changes SCPs, "
@@ -229,8 +229,6 @@ def _apply(backend: Backend, plan: list[AppliedFix], options: ConvergeOptions) -
                 resource_docs[key] = backend.resource_document(*key)
             resource_docs[key], changed = docs.merge(resource_docs[key], fix.statements)
             done.append(replace(fix, applied=changed))
-            if not changed:
-                resource_docs.setdefault(("unchanged",) + key, None)  # type: ignore[arg-type]
         elif fix.op == "put-ownership-controls" and fix.target:
             rules = ((fix.document or {}).get("Rules") or [{}])
             ownership = rules[0].get("ObjectOwnership", "BucketOwnerEnforced")
@@ -241,7 +239,7 @@ def _apply(backend: Backend, plan: list[AppliedFix], options: ConvergeOptions) -
     if added:
         backend.put_identity(ident_doc)  # type: ignore[arg-type]
     for key, doc in resource_docs.items():
-        if len(key) == 2 and doc is not None and any(f.applied and (f.layer, f.target) == key for f in done):
+        if doc is not None and any(f.applied and (f.layer, f.target) == key for f in done):
             backend.put_resource(key[0], key[1], doc)
     return done, added
 

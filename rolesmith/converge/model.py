@@ -79,7 +79,7 @@ class AppliedFix:
     summary: str
     statements: tuple[Mapping[str, Any], ...] = ()
     document: Mapping[str, Any] | None = None
-    applied: bool = True
+    applied: bool = False
     source: str = "explain"
 
     def to_dict(self) -> dict[str, Any]:
