@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,12 @@ def run(command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None)
                 os.tcsetpgrp(stdin_fd, os.getpgrp())
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
 
+    group: dict[str, object] = {"preexec_fn": preexec}
+    if not tty and sys.version_info >= (3, 11):
+        # No Python code between fork and exec: preexec_fn is unsafe with the capture threads running.
+        group = {"process_group": 0}
     try:
-        proc = subprocess.Popen(list(command), env=dict(env), cwd=cwd, preexec_fn=preexec)  # noqa: PLW1509
+        proc = subprocess.Popen(list(command), env=dict(env), cwd=cwd, **group)  # type: ignore[call-overload]  # noqa: PLW1509
     except (FileNotFoundError, PermissionError) as err:
         raise CommandNotFound(f"{command[0]}: cannot run: {err.strerror}; check the command after `--`") from err
     received: list[int] = []
