@@ -1,8 +1,8 @@
 """The three examples against the sandbox: broad and minimal policies succeed, each missing piece
 fails with the error AWS gives (cases in fixtures/sandbox/cases.yaml).
 
-One sandbox serves the module; each case resets it to the example's scenario with the case's
-patches applied (``SandboxHandle.reset``: empty moto, seeded again, new credentials), and runs the example's ``main()`` in-process with the principal's AWS_* environment (the same variables
+One sandbox serves the module; each case resets it to the case's scenario (the example's, its broad
+variant, or its examples/variants/ file, checked against the case's patches) (``SandboxHandle.reset``: empty moto, seeded again, new credentials), and runs the example's ``main()`` in-process with the principal's AWS_* environment (the same variables
 ``rolesmith record --sandbox`` sets for a child process).
 """
 
@@ -47,7 +47,9 @@ def _walk(doc: Any, path: str) -> tuple[Any, Any]:
     raise AssertionError(path)
 
 
-def _scenario(case: dict[str, Any], tmp: Path) -> Path:
+def _scenario(case: dict[str, Any]) -> Path:
+    """The case's scenario file: the example's own, its broad variant, or its file under
+    examples/variants/, which must equal the base scenario with the case's patches applied."""
     base = ROOT / case.get("scenario", f"examples/{case['example']}.yaml")
     if not case.get("patch"):
         return base
@@ -58,9 +60,9 @@ def _scenario(case: dict[str, Any], tmp: Path) -> Path:
             del container[key]
         else:
             container[key] = op["value"]
-    out = tmp / "scenario.yaml"
-    out.write_text(yaml.safe_dump(doc))
-    return out
+    variant = ROOT / "examples" / "variants" / f"{case['id'].replace('/', '.')}.yaml"
+    assert yaml.safe_load(variant.read_text()) == doc, f"{variant} is out of date with fixtures/sandbox/cases.yaml"
+    return variant
 
 
 def _example(name: str) -> Any:
@@ -93,7 +95,7 @@ def test_example_case(case: dict[str, Any], sandbox: Any, tmp_path: Path, monkey
     fresh = botocore.session.get_session()
     fresh.register_component("data_loader", _loader())
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto3.session.Session(botocore_session=fresh))
-    sandbox.reset(_scenario(case, tmp_path), log_dir=tmp_path / "trail")
+    sandbox.reset(_scenario(case), log_dir=tmp_path / "trail")
     sb = sandbox
     for k, v in {**sb.env_for(sb.default_principal), **case.get("env", {})}.items():
         monkeypatch.setenv(k, v)
@@ -114,3 +116,8 @@ def test_example_case(case: dict[str, Any], sandbox: Any, tmp_path: Path, monkey
     denied = [r for r in sb.records() if r.get("errorCode")]
     assert bool(denied) == expect.get("trail_denied", expect["exit"] != 0)
     sys.modules.pop(f"example_{case['example']}", None)
+
+
+def test_every_variant_file_is_a_case() -> None:
+    names = {f"{c['id'].replace('/', '.')}.yaml" for c in CASES if c.get("patch")}
+    assert {p.name for p in (ROOT / "examples" / "variants").iterdir()} == names
