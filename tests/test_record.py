@@ -116,20 +116,43 @@ def test_awscli_v1_matches_boto3(tmp_path, aws_env):
     _assert_no_secrets(out)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
-def test_curl_sigv4_through_proxy_matches_boto3(tmp_path, aws_env):
-    """(c) A non-Python client: curl --aws-sigv4, decoded by the proxy with botocore's models."""
-    help_text = subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout
-    if "--aws-sigv4" not in help_text:
+def _need_curl_sigv4() -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    if "--aws-sigv4" not in subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout:
         pytest.skip("this curl lacks --aws-sigv4 (needs curl >= 7.75)")
+
+
+def _route_to(moto_url: str, routed: list):
+    from urllib.parse import urlsplit
+
+    moto = urlsplit(moto_url)
+
+    def route(host: str, port: int) -> tuple[str, str, int]:
+        routed.append((host, port))
+        return ("http", moto.hostname, moto.port)
+
+    return route
+
+
+@pytest.mark.parametrize("script", ["workload_curl.sh", "workload_curl_https.sh"])
+def test_curl_sigv4_through_proxy_matches_boto3(tmp_path, aws_env, moto_url, script):
+    """(c) A non-Python client: curl --aws-sigv4, decoded by the proxy with botocore's models; in
+    front of AWS_ENDPOINT_URL, and as an HTTPS proxy for virtual-hosted S3 names (routed to moto)."""
+    _need_curl_sigv4()
     out = tmp_path / "out"
-    result = record(["sh", str(FIXTURES / "workload_curl.sh")], RecordOptions(out_dir=out, env=aws_env))
+    routed: list = []
+    env = aws_env if script == "workload_curl.sh" else {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL"}
+    result = record(["sh", str(FIXTURES / script)],
+                    RecordOptions(out_dir=out, env=env, proxy_route=_route_to(moto_url, routed)))
     assert result.exit_code == 0
     records = _records(out)
     assert _uses(records) == EXPECTED_USES
     assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
     assert records[1]["requestParameters"]["bucketName"] == "reports"
     assert records[1]["userIdentity"]["accessKeyId"] == ACCESS_KEY
+    if script == "workload_curl_https.sh":
+        assert set(routed) == {("s3.us-east-1.amazonaws.com", 443), ("reports.s3.us-east-1.amazonaws.com", 443)}
     _assert_no_secrets(out)
 
 
@@ -175,15 +198,9 @@ def test_cli_command_not_found(tmp_path, aws_env):
 def test_https_proxy_terminates_tls_with_the_run_ca(tmp_path, aws_env, moto_url, monkeypatch):
     """The forward-proxy mode (no AWS_ENDPOINT_URL): the child talks HTTPS to *.amazonaws.com through
     HTTPS_PROXY and trusts the per-run CA; the test routes the decrypted requests to moto."""
-    from urllib.parse import urlsplit
-
     env = {k: v for k, v in aws_env.items() if k != "AWS_ENDPOINT_URL"}
-    moto = urlsplit(moto_url)
-    routed: list[tuple[str, int]] = []
-
-    def route(host: str, port: int) -> tuple[str, str, int]:
-        routed.append((host, port))
-        return ("http", moto.hostname, moto.port)
+    routed: list = []
+    route = _route_to(moto_url, routed)
 
     from rolesmith.record import ca
 
@@ -201,7 +218,7 @@ def test_https_proxy_terminates_tls_with_the_run_ca(tmp_path, aws_env, moto_url,
     assert result.exit_code == 0
     records = _records(out)
     assert _uses(records) == EXPECTED_USES  # virtual-hosted bucket names decoded from the Host
-    assert ("s3.amazonaws.com", 443) in routed or ("reports.s3.amazonaws.com", 443) in routed
+    assert set(routed) == {("reports.s3.amazonaws.com", 443)}  # boto3 names the bucket in the host
     assert {r["additionalEventData"]["rolesmith"] for r in records} == {"proxy"}
     _assert_no_secrets(out)
     assert len(cas) == 1 and not cas[0].dir.exists()  # the per-run CA is deleted at the end
