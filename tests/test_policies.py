@@ -284,3 +284,16 @@ def test_ids_created_in_the_trail_are_widened_but_chosen_ones_are_not() -> None:
         [f"arn:aws:ec2:us-east-1:{A}:security-group/*", subnet]]
     without = policies_from_graph(graph_of(run), BuildOptions()).identity_policies[0].policy["Statement"]
     assert without[0]["Resource"] == sorted([sg, subnet])
+
+
+def test_policy_over_the_managed_policy_size_is_a_finding() -> None:
+    # 6,144 non-whitespace characters (IAM and AWS STS quotas, reference_iam-quotas.html).
+    objs = [f"arn:aws:s3:::bucket/runs/part-{i:03d}.csv" for i in range(200)]
+    graph = graph_of(*(put(o, eid=f"p{i}", owner=A) for i, o in enumerate(objs)))
+    exact = policies_from_graph(graph, BuildOptions(generalize="none"))
+    [message] = findings(exact, "POLICY_TOO_LARGE")
+    # 200 ARNs of 37 characters with quotes and commas (8,000), plus the statement around them.
+    assert message == (f"{ROLE}: the identity policy has 8,105 non-whitespace characters, over the 6,144 of a managed"
+                       " policy (a role's inline policies may total 10,240, a user's 2,048); split it or use"
+                       " --generalize safe")
+    assert findings(policies_from_graph(graph, BuildOptions()), "POLICY_TOO_LARGE") == []

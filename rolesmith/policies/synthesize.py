@@ -15,6 +15,7 @@ Sources for the rules (copies under ../shared/reference/):
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterable
 
@@ -55,6 +56,15 @@ KEY_ADMIN_ACTIONS = (
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
 )
+
+
+# IAM and AWS STS quotas (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html):
+# managed policy size 6,144 characters, whitespace not counted.
+MANAGED_POLICY_LIMIT = 6144
+
+
+def _policy_size(doc: Any) -> int:
+    return len(re.sub(r"\s", "", json.dumps(doc, separators=(",", ":"))))
 
 
 class UnknownPrincipal(RolesmithError):
@@ -171,6 +181,13 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
     resource_of = _generalize(granted, options, findings, graph.created)
 
     identity = _identity_policies(granted, resource_of)
+    for policy in identity:
+        size = _policy_size(policy.policy)
+        if size > MANAGED_POLICY_LIMIT:
+            findings.add("POLICY_TOO_LARGE",
+                         f"{policy.principal}: the identity policy has {size:,} non-whitespace characters, over the"
+                         f" {MANAGED_POLICY_LIMIT:,} of a managed policy (a role's inline policies may total 10,240,"
+                         " a user's 2,048); split it or use --generalize safe")
     resource_policies = [
         *_bucket_policies(granted, resource_of, kinds, options, findings),
         *_key_policies(granted, kinds, options, findings),
