@@ -33,8 +33,6 @@ from rolesmith.actions.model import EventUses, Use
 from rolesmith.graph.model import CONTEXT_CAP, ERROR_CAP, EVIDENCE_CAP, Assumption, GraphUse, UseKey
 from rolesmith.trail.model import Event, Principal
 
-PNode = tuple[str, str]
-
 _ASSUME_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"})
 # Ids AWS mints in a response (RunInstances, CreateSecurityGroup, RunJobFlow …): evidence for
 # ``--generalize safe`` that the id is new every run. Only creation calls are scanned (cheap), and the
