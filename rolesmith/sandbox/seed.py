@@ -9,6 +9,7 @@ can name their ARNs.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rolesmith.sandbox.scenario import Scenario
 
@@ -27,18 +28,25 @@ def seed(scenario: Scenario) -> None:
             else:
                 iam.create_user(region, p.name, p.path)
     if scenario.keys:
-        from moto.kms.models import kms_backends
+        import moto.kms.models as kms_models
 
-        for k in scenario.keys:
-            kms = kms_backends[k.account][region]
-            key = kms.create_key(json.dumps(k.policy), "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT",
-                                 f"rolesmith sandbox key {k.name}", None)
-            kms.keys.pop(key.id)
-            key.id = k.key_id
-            key.arn = k.arn
-            kms.keys[key.id] = key
-            for alias in k.aliases:
-                kms.create_alias(key.id, alias)
+        # moto draws an RSA-2048 key pair for every key, symmetric ones included (~0.2 s each), used
+        # only by asymmetric Sign/Verify/GetPublicKey: defer it to first use.
+        real = kms_models.generate_private_key
+        kms_models.generate_private_key = lambda spec: _Deferred(real, spec)  # type: ignore[assignment]
+        try:
+            for k in scenario.keys:
+                kms = kms_models.kms_backends[k.account][region]
+                key = kms.create_key(json.dumps(k.policy), "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT",
+                                     f"rolesmith sandbox key {k.name}", None)
+                kms.keys.pop(key.id)
+                key.id = k.key_id
+                key.arn = k.arn
+                kms.keys[key.id] = key
+                for alias in k.aliases:
+                    kms.create_alias(key.id, alias)
+        finally:
+            kms_models.generate_private_key = real  # type: ignore[assignment]
     if scenario.buckets:
         from moto.s3.models import s3_backends
 
@@ -58,3 +66,15 @@ def seed(scenario: Scenario) -> None:
         for q in scenario.queues:
             attrs = {"Policy": json.dumps(q.policy)} if q.policy else {}
             sqs_backends[q.account][region].create_queue(q.name, **attrs)
+
+
+class _Deferred:
+    """A moto private key generated on first use."""
+
+    def __init__(self, make: Any, spec: str) -> None:
+        self._make, self._spec, self._key = make, spec, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._key is None:
+            self._key = self._make(self._spec)
+        return getattr(self._key, name)
