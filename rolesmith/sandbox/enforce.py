@@ -36,6 +36,8 @@ class Refusal:
     message: str
 
 
+_TRUST_ACTIONS = frozenset({"sts:assumerole", "sts:assumerolewithsaml", "sts:assumerolewithwebidentity",
+                            "sts:tagsession", "sts:setsourceidentity"})
 _EXPLICIT = {
     "identity": "an identity-based policy", "resource": "a resource-based policy",
     "key-policy": "a resource-based policy", "trust-policy": "a resource-based policy",
@@ -89,7 +91,9 @@ def resource_of(world: World, check: Check) -> tuple[NamedPolicy | None, str | N
             # A key the scenario does not know: its policy allows nothing.
             doc = {"Version": "2012-10-17", "Statement": []}
         return NamedPolicy(name=f"key-policy:{arn.rsplit('/', 1)[-1]}", document=doc), "kms-key", acct
-    if arn.startswith("arn:aws:iam::") and ":role/" in arn and check.action.lower().startswith("sts:assumerole"):
+    # The trust policy governs assuming the role and what comes with it: session tags and source
+    # identity (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
+    if arn.startswith("arn:aws:iam::") and ":role/" in arn and check.action.lower() in _TRUST_ACTIONS:
         spec = world.principal(arn)
         if spec is not None and spec.trust is not None:
             return NamedPolicy(name=f"trust-policy:{spec.name}", document=spec.trust), "role-trust", spec.account
