@@ -265,3 +265,14 @@ def test_policy_changes_through_iam_take_effect_and_bodies_are_hidden(sb: Any, s
     iam.put_user_policy(UserName="nobody", PolicyName="encrypt", PolicyDocument=json.dumps(grant))
     assert kms.encrypt(KeyId=key_arn(sb), Plaintext=b"x")["KeyId"] == key_arn(sb)
     assert env["AWS_ACCESS_KEY_ID"] not in json.dumps(sent["requestParameters"])
+
+
+def test_session_tags_need_the_trust_policy(sb: Any, session: Any) -> None:
+    # Passing session tags needs sts:TagSession, which the role's trust policy must allow
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_permissions-required).
+    sts = client(sb, session, "writer", "sts")
+    code, msg, _ = _error(sts.assume_role, RoleArn=f"arn:aws:iam::{ACCT}:role/capped", RoleSessionName="tagged",
+                          Tags=[{"Key": "team", "Value": "data"}])
+    assert (code, msg) == ("AccessDenied", f"User: arn:aws:iam::{ACCT}:user/writer is not authorized to perform: "
+                                           f"sts:TagSession on resource: arn:aws:iam::{ACCT}:role/capped because no "
+                                           "resource-based policy allows the sts:TagSession action")
