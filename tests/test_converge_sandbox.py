@@ -33,21 +33,21 @@ def _grants(policy_set, principal: str) -> set[tuple[str, str, str]]:
 
 
 def _broad_record(example: str, principal: str, tmp_path: Path):
-    """The policies `record` builds for a broad-policy run, from the sandbox's CloudTrail of that run
-    (which also holds the calls services made for the workload: S3's KMS calls)."""
+    """The policies `rolesmith build` makes of a broad-policy run's CloudTrail — what `record` builds
+    from the sandbox's trail, which also holds the calls services made for the workload (S3's KMS calls)."""
+    import subprocess
+
     from rolesmith.policies import build_policies
     from rolesmith.policies.model import BuildOptions
-    from rolesmith.record import RecordOptions, record
     from rolesmith.sandbox import Sandbox
 
     with Sandbox(EXAMPLES / f"{example}.broad.yaml") as sb:
         env = dict(os.environ)
         env.update(sb.env_for(principal))
-        result = record([sys.executable, str(EXAMPLES / f"{example}.py")],
-                        RecordOptions(out_dir=tmp_path / "broad", env=env, capture="hook"))
-        trail = tmp_path / "broad" / "trail.jsonl"
+        child = subprocess.run([sys.executable, str(EXAMPLES / f"{example}.py")], env=env, capture_output=True)
+        trail = tmp_path / "broad.jsonl"
         trail.write_text("".join(json.dumps(r) + "\n" for r in sb.records()))
-    assert result.exit_code == 0
+    assert child.returncode == 0, child.stderr
     return build_policies([trail], BuildOptions()).policies
 
 
