@@ -276,3 +276,12 @@ def test_session_tags_need_the_trust_policy(sb: Any, session: Any) -> None:
     assert (code, msg) == ("AccessDenied", f"User: arn:aws:iam::{ACCT}:user/writer is not authorized to perform: "
                                            f"sts:TagSession on resource: arn:aws:iam::{ACCT}:role/capped because no "
                                            "resource-based policy allows the sts:TagSession action")
+
+
+def test_rest_json_denial_and_passrole_on_create_function(sb: Any, session: Any) -> None:
+    lam = client(sb, session, "deployer", "lambda")
+    code, msg, status = _error(lam.create_function, FunctionName="fn", Runtime="python3.12", Handler="h.main",
+                               Role=f"arn:aws:iam::{ACCT}:role/capped", Code={"ZipFile": b"PK"})
+    assert (code, status) == ("AccessDeniedException", 403)
+    assert msg == (f"User: arn:aws:iam::{ACCT}:user/deployer is not authorized to perform: iam:PassRole on resource: "
+                   f"arn:aws:iam::{ACCT}:role/capped because no identity-based policy allows the iam:PassRole action")
