@@ -126,12 +126,13 @@ def _widen(fix: AppliedFix, ids: set[str]) -> AppliedFix:
 
 
 def _plan(explanations: Sequence[Explanation], events: Sequence[Event], role_arn: str,
-          bucket_key: BucketKey, store: Any = None, created: set[str] | None = None) -> list[AppliedFix]:
+          bucket_key: BucketKey, store: Any = None, created: set[str] | None = None,
+          anticipate: bool = True) -> list[AppliedFix]:
     plan: list[AppliedFix] = []
     for ex in explanations:
         for fix in ex.fixes:
             plan.append(_widen(_classify(fix, role_arn), created or set()))
-    for ev in events:
+    for ev in events if anticipate else ():
         if ev.denied and _is_ours(_principal_of(ev), role_arn):
             stmts = _anticipated(ev, bucket_key)
             if stmts:
@@ -327,7 +328,8 @@ def _loop(backend: Backend, command: Sequence[str], options: ConvergeOptions) ->
         store = backend.store()
         index = TrailIndex.build(events)
         explanations = [explain_event(e, store, trail=index) for e in denied]
-        plan = _plan(explanations, denied, backend.role_arn, backend.bucket_key, store, _created_ids(events))
+        plan = _plan(explanations, denied, backend.role_arn, backend.bucket_key, store, _created_ids(events),
+                     options.anticipate)
         stop = _stop_for(plan, options)
         if stop is not None:
             handoff = [f for f in plan if f.layer not in ("identity",)]

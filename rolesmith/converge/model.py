@@ -41,6 +41,7 @@ class ConvergeOptions:
     build: BuildOptions = field(default_factory=BuildOptions)
     env: Mapping[str, str] | None = None  # the child's base environment; default os.environ
     cwd: Path | None = None
+    anticipate: bool = True  # grant the indirect uses a denied call implies (False: only what AWS names; bench)
     capture: str | None = None  # record's capture method per run; default: hook on the sandbox, auto on AWS
     # Real AWS seams: the boto3 session (tests pass one reaching moto), how long to wait for IAM to
     # show a change, the poll interval, and sleep/clock (tests make them instant).
