@@ -254,14 +254,14 @@ def converge(command: Sequence[str], options: ConvergeOptions) -> ConvergeResult
     if options.start_from == "recording" and options.recording is None:
         raise ConvergeError("--start-from recording needs the recording FILE, e.g. `--start-from recording out/recording.jsonl`")
     backend = _open(options)
-    converged = False
+    finished = False
     try:
         result = _loop(backend, command, options)
-        converged = result.stopped_reason == "converged"
-        restored = backend.finish(converged)
+        finished = True
+        restored = backend.finish(result.stopped_reason == "converged")
         return replace(result, restored=restored)
-    except BaseException:
-        if not converged:
+    except BaseException:  # Ctrl-C and errors alike: the role's original policies go back first
+        if not finished:
             backend.finish(False)
         raise
     finally:

@@ -11,7 +11,6 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from rolesmith.converge import docs
 from rolesmith.converge.model import INLINE_NAME, ConvergeError, ConvergeOptions
 from rolesmith.evaluator.model import NamedPolicy, Policies, Request
 
@@ -67,6 +66,7 @@ class SandboxBackend:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._copy = self._dir / "scenario.yaml"
         self._dirty = True
+        self._edited: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._handle = start_sandbox(self._source)
 
     # -- the scenario copy -------------------------------------------------------------------
@@ -120,14 +120,14 @@ class SandboxBackend:
                             "the policies of declared buckets, keys and roles")
 
     def resource_document(self, layer: str, target: str) -> Mapping[str, Any] | None:
-        entry, loaded = self._resource_raw(layer, target)
-        field = "trust" if layer == "trust-policy" else "policy"
-        # The loaded copy has ${key:…} placeholders resolved; edits are written back resolved.
-        return entry.get(f"_converge_{field}") or loaded
+        # The loaded scenario has ${key:…} placeholders resolved; edits are written back resolved.
+        _, loaded = self._resource_raw(layer, target)
+        return self._edited.get((layer, target), loaded)
 
     def put_resource(self, layer: str, target: str, document: Mapping[str, Any]) -> None:
         entry, _ = self._resource_raw(layer, target)
         entry["trust" if layer == "trust-policy" else "policy"] = json.loads(json.dumps(document))
+        self._edited[(layer, target)] = json.loads(json.dumps(document))
         self._save()
 
     def put_ownership(self, bucket: str, ownership: str) -> None:
@@ -189,5 +189,3 @@ class SandboxBackend:
     def close(self) -> None:
         self._handle.stop()
 
-
-_ = docs  # imported for type users of this module
