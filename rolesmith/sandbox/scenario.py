@@ -313,4 +313,29 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
                         buckets=tuple(buckets), keys=tuple(keys), queues=tuple(queues),
                         run_as=str(top["run_as"]) if top.get("run_as") else None)
     scenario.default_principal  # noqa: B018 - validates run_as now, with the file name in the error
+    _check_policies(scenario)
     return scenario
+
+
+def _check_policies(scenario: Scenario) -> None:
+    """Compile every policy now, so a malformed one is a load error naming it, not a failed request."""
+    from rolesmith.evaluator import NamedPolicy, PolicyError
+    from rolesmith.evaluator.compile import compile_policy
+
+    docs: list[tuple[str, str, Document]] = []
+    for a in scenario.accounts:
+        docs += [(f"accounts.{a.name}.scps[{i}][{j}]", "scp", d) for i, lvl in enumerate(a.scps) for j, d in enumerate(lvl)]
+        docs += [(f"accounts.{a.name}.rcps[{i}][{j}]", "rcp", d) for i, lvl in enumerate(a.rcps) for j, d in enumerate(lvl)]
+    for p in scenario.principals:
+        where = f"accounts.{p.account_name}.{p.kind}s.{p.name}"
+        docs += [(f"{where}.policies.{n}", "identity", d) for n, d in p.policies.items()]
+        docs += [(f"{where}.boundary", "boundary", p.boundary)] if p.boundary else []
+        docs += [(f"{where}.trust", "trust-policy", p.trust)] if p.trust else []
+    docs += [(f"bucket {b.name}: policy", "resource", b.policy) for b in scenario.buckets if b.policy]
+    docs += [(f"key {k.name}: policy", "key-policy", k.policy) for k in scenario.keys]
+    docs += [(f"queue {q.name}: policy", "resource", q.policy) for q in scenario.queues if q.policy]
+    for where, layer, doc in docs:
+        try:
+            compile_policy(NamedPolicy(name=where, document=doc), layer)
+        except PolicyError as err:
+            raise ScenarioError(f"{scenario.source}: {err}; fix that policy document") from err
