@@ -149,3 +149,36 @@ def test_sigint_mid_run_restores(tmp_path):
         assert _state(iam) == before, err
     finally:
         server.stop()
+
+
+OPERATOR = ROOT / "fixtures" / "converge" / "secure_inbox_operator.yaml"
+
+
+def test_aws_path_end_to_end_on_the_sandbox(tmp_path, monkeypatch):
+    """The real-AWS path against an endpoint that enforces IAM (the sandbox standing in for an
+    account): AssumeRole for the child, PutRolePolicy in effect for the next run, originals restored
+    when --max-runs runs out."""
+    from rolesmith.sandbox import Sandbox
+
+    with Sandbox(OPERATOR) as sb:
+        for var in [v for v in os.environ if v.startswith("AWS_")]:
+            monkeypatch.delenv(var)
+        for k, v in sb.env_for("service/operator").items():
+            monkeypatch.setenv(k, v)
+        session = boto3.Session()
+        iam = session.client("iam")
+        original = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::acme-service-reports"}]}
+        iam.put_role_policy(RoleName="ReportWriter", PolicyName="original", PolicyDocument=json.dumps(original))
+        result = converge([sys.executable, str(ROOT / "examples" / "secure_inbox.py")],
+                          ConvergeOptions(role="ReportWriter", session=session, max_runs=2, out_dir=tmp_path,
+                                          capture="hook", sleep=lambda s: None))
+        assert result.role == "arn:aws:iam::111111111111:role/ReportWriter"
+        assert result.stopped_reason == "max-runs" and result.restored
+        first, second = result.runs
+        assert [(d.event, d.reason) for d in first.denials] == [("s3:PutObject", "MISSING_IDENTITY_ALLOW")]
+        assert any(f.applied and f.layer == "identity" for f in first.fixes)
+        # Run 1's fix was in effect: run 2 got past the PutObject that run 1 was refused.
+        assert ("s3:PutObject", "MISSING_IDENTITY_ALLOW") not in [(d.event, d.reason) for d in second.denials]
+        assert iam.list_role_policies(RoleName="ReportWriter")["PolicyNames"] == ["original"]
+        assert iam.get_role_policy(RoleName="ReportWriter", PolicyName="original")["PolicyDocument"] == original

@@ -46,6 +46,7 @@ class AwsBackend:
         self._attached: list[str] | None = None
         self._resources: dict[tuple[str, str], str | None] = {}  # original resource policies (JSON text)
         self._current: dict[str, Any] | None = None
+        self._simulate = True  # until SimulatePrincipalPolicy proves unavailable
         self._sleep = options.sleep or time.sleep
         self._clock = options.clock or time.monotonic
 
@@ -112,18 +113,15 @@ class AwsBackend:
         deadline = self._clock() + self._options.propagation_timeout
         pairs = sorted({(str(a), str(r)) for st in statements for a in _list(st.get("Action"))
                         for r in _list(st.get("Resource"))})
-        simulate = True
         while True:
             served = _doc(self._iam.get_role_policy(RoleName=self.role_name, PolicyName=INLINE_NAME)["PolicyDocument"])
             ok = served == self._current
-            if ok and simulate and pairs:
+            if ok and self._simulate and pairs:
                 try:
                     ok = self._simulated(pairs)
-                except (*self._errors, NotImplementedError) as err:  # moto in-process raises NotImplementedError
-                    if not isinstance(err, NotImplementedError) and _code(err) not in (
-                            "NotImplemented", "InvalidAction", "AccessDenied", "AccessDeniedException"):
-                        raise
-                    simulate = False  # no simulator (or no right to it): the served document is the probe
+                except (*self._errors, NotImplementedError):  # moto in-process raises NotImplementedError
+                    # No simulator here (or no right to call it): the served document is the probe.
+                    self._simulate = False  # no simulator (or no right to it): the served document is the probe
             if ok:
                 return
             if self._clock() >= deadline:
@@ -131,11 +129,17 @@ class AwsBackend:
                                     f"{self._options.propagation_timeout:.0f} s; retry, or raise the wait")
             self._sleep(self._options.poll_interval)
 
+    def _simulator(self) -> Any:
+        from botocore.config import Config
+
+        # An optional confirmation: one attempt, no retries (the served document is the fallback probe).
+        return self._session.client("iam", config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+
     def _simulated(self, pairs: Sequence[tuple[str, str]]) -> bool:
         conditional = {(str(a), str(r)) for st in (self._current or {}).get("Statement", []) if "Condition" in st
                        for a in _list(st.get("Action")) for r in _list(st.get("Resource"))}
         for action, resource in pairs:
-            res = self._iam.simulate_principal_policy(PolicySourceArn=self.role_arn, ActionNames=[action],
+            res = self._simulator().simulate_principal_policy(PolicySourceArn=self.role_arn, ActionNames=[action],
                                                       ResourceArns=[resource])
             # The simulator is not given condition keys such as kms:ViaService, so it answers
             # implicitDeny for a conditional statement that will allow: the served document decides those.
