@@ -88,3 +88,74 @@ def test_a_rule_that_trips_on_an_odd_record_falls_back_to_the_generic_mapping(mo
         actions._memo().table.clear()
     assert [u.action for u in result.uses] == ["s3:GetObject"]
     assert any("rule skipped (KeyError" in note for note in result.notes)
+
+
+# Optional resource types (Service Authorization Reference, "Resource types column": "If the resource
+# type is optional (not indicated as required), then you can choose to use one of the optional resource
+# types", https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html):
+# a call that names none of them is evaluated against "*"; one that names one keeps its ARN.
+
+
+def test_all_optional_types_and_nothing_named_is_star_with_a_note() -> None:
+    result = uses_for(build_event({"eventSource": "monitoring.amazonaws.com", "eventName": "PutMetricData",
+                                   "requestParameters": {"namespace": "App", "metricData": []}}))
+    assert [(u.action, u.resource, u.partial) for u in result.uses] == [("cloudwatch:PutMetricData", "*", False)]
+    assert result.notes == ('cloudwatch:PutMetricData names no resource in this call; IAM evaluates it against "*"'
+                            " (optional resource type dataset)",)
+    assert dataset.resource_types_all_optional("cloudwatch:PutMetricData")
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "params", "resource"),
+    [
+        # optional types, but the event names the object/bucket: exact ARNs, no note
+        ("s3.amazonaws.com", "PutObject", {"bucketName": "b", "key": "k"}, "arn:aws:s3:::b/k"),
+        ("s3.amazonaws.com", "ListObjects", {"bucketName": "b"}, "arn:aws:s3:::b"),
+        ("es.amazonaws.com", "CreateElasticsearchDomain", {"domainName": "logs"},
+         "arn:aws:es:us-east-1:111122223333:domain/logs"),
+    ],
+)
+def test_all_optional_types_with_a_named_resource_keep_the_arn(source: str, name: str, params: dict, resource: str) -> None:
+    result = uses_for(build_event({"eventSource": source, "eventName": name, "requestParameters": params}))
+    assert [u.resource for u in result.uses] == [resource]
+    assert not any("names no resource" in n for n in result.notes)
+
+
+def test_a_reference_under_an_unknown_parameter_name_is_not_taken_for_no_resource() -> None:
+    # dBInstanceIdentifier is not the format's ${DbInstanceName}: the call names an instance, so no "*".
+    result = uses_for(build_event({"eventSource": "rds.amazonaws.com", "eventName": "DescribeDBInstances",
+                                   "requestParameters": {"dBInstanceIdentifier": "orders-db"}}))
+    assert [u.resource for u in result.uses] != ["*"]
+    assert all(u.partial for u in result.uses) and not result.notes
+
+
+def test_s3_record_without_a_bucket_is_incomplete_not_unscoped() -> None:
+    result = uses_for(build_event({"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "requestParameters": {}}))
+    assert [u.resource for u in result.uses] == ["arn:aws:s3:::*/*"] and result.uses[0].partial
+
+
+def test_required_types_never_become_star() -> None:
+    assert not dataset.resource_types_all_optional("cloudwatch:DescribeAlarms")
+    assert not dataset.resource_types_all_optional("s3:ListAllMyBuckets")  # no type at all
+    result = uses_for(build_event({"eventSource": "monitoring.amazonaws.com", "eventName": "DescribeAlarms",
+                                   "requestParameters": {"maxRecords": 100}}))
+    assert [u.resource for u in result.uses] == ["arn:aws:cloudwatch:us-east-1:111122223333:alarm:*"]
+
+
+@pytest.mark.parametrize(
+    ("ident", "rtype"),
+    [("i-0abc", "instance"), ("ami-0abc", "image"), ("vpce-0abc", "vpc-endpoint"),
+     ("vpce-svc-0abc", "vpc-endpoint-service"), ("tgw-attach-0abc", "transit-gateway-attachment"),
+     ("zzz-0abc", None), ("noprefix", None)],
+)
+def test_ec2_id_prefix_names_the_resource_type(ident: str, rtype: str | None) -> None:
+    from rolesmith.actions.services.ec2 import resource_type_of_id
+
+    assert resource_type_of_id(ident) == rtype
+
+
+def test_every_ec2_id_prefix_type_has_one_arn_format() -> None:
+    from rolesmith.actions.services.ec2 import _ID_PREFIX_TYPES, _own_var
+
+    for prefix, rtype in _ID_PREFIX_TYPES.items():
+        assert _own_var(rtype) is not None, (prefix, rtype)

@@ -184,6 +184,10 @@ def _uses_for(event: Event) -> EventUses:
         result = EventUses(uses=tuple(uses))
     if event.invoked_by and result.uses and _via.is_service_call(event.invoked_by):
         result = replace(result, uses=_apply_via(event, result.uses))
+    if ctx.notes:
+        extra = tuple(n for n in ctx.notes if n not in result.notes)
+        if extra:
+            result = replace(result, notes=result.notes + extra)
     return result
 
 

@@ -8,8 +8,15 @@ The generic rule, used for every service and by the per-service modules:
   ``${Account}`` from the resource's account (``resources[].accountId``, else ``recipientAccountId``,
   else the principal's account), every other variable from the request parameters by
   case-insensitive name (``${BucketName}`` ← ``bucketName``);
-* a variable that cannot be filled becomes ``*`` in its segment and the use is marked ``partial`` —
-  never a bare ``"*"`` for an action that has a resource type.
+* a variable that cannot be filled becomes ``*`` in its segment and the use is marked ``partial``;
+* except: when every resource type of the action is optional and the event names no resource of any
+  of them (nothing beyond partition/region/account could be filled), the request carried no resource
+  for IAM to match, so it is evaluated against ``"*"`` ("If the resource type is optional ... you can
+  choose to use one of the optional resource types"; with none in the request only ``*`` matches —
+  Service Authorization Reference, "Resource types column",
+  https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html).
+  The use is ``"*"`` (not partial) and a note on ``Ctx.notes`` says why. A scoped ARN such as
+  ``dataset/*`` would make the policy deny the real call.
 """
 
 from __future__ import annotations
@@ -60,6 +67,16 @@ def _var_keys(var: str) -> tuple[str, ...]:
 
 _SCOPE = frozenset({"Partition", "Region", "Account"})
 
+# Services whose every request addresses its resource in the URL (an S3 request always names a
+# bucket): a record of theirs without one is incomplete, not a call on no resource.
+_ADDRESSED_SERVICES = frozenset({"s3", "s3express", "s3-object-lambda"})
+
+# Request-parameter names (lower case endings) that refer to a resource.
+_REFERENCE_KEY_ENDINGS = (
+    "id", "ids", "idlist", "identifier", "identifiers", "name", "names", "arn", "arns", "arnlist",
+    "target", "targets", "resource", "resources",
+)
+
 
 @lru_cache(maxsize=65536)
 def _type_plan(service: str, rtype: str) -> tuple[str, str, tuple[str, ...]] | None:
@@ -87,11 +104,14 @@ def _resource_service(fmt: str) -> str:
 class Ctx:
     """What one event offers to the ARN builder; cheap to create, lazy about everything."""
 
-    __slots__ = ("event", "service", "_lower", "_resources", "_arn_params")
+    __slots__ = ("event", "service", "notes", "_lower", "_resources", "_arn_params")
 
     def __init__(self, event: Event, service: str) -> None:
         self.event = event
         self.service = service
+        # Why a use came out as it did (optional resource types evaluated against "*"); merged into
+        # ``EventUses.notes`` by ``uses_for``.
+        self.notes: list[str] = []
         self._lower: dict[str, Any] | None = None
         self._resources: tuple[tuple[str, str | None], ...] | None = None
         self._arn_params: tuple[str, ...] | None = None
@@ -245,6 +265,9 @@ class Ctx:
                     partial=partial,
                 ),
             )
+        if values is None and rtype is None and self._names_no_optional_resource(info):
+            self._note(_star_note(info))
+            return (Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via),)
         out: list[Use] = []
         for arn_, part in self.resolve(info, values=values, rtype=rtype):
             out.append(
@@ -289,6 +312,44 @@ class Ctx:
             out.append((f"arn:{self.event.partition or 'aws'}:{service}:*", True))
         return out
 
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def _names_no_optional_resource(self, info: ActionInfo) -> bool:
+        """True when every resource type of ``info`` is optional and the event identifies none of them:
+        no ARN of the type, and none of the type's own format variables (only partition/region/account,
+        which every event has). A type whose format has no own variable counts as identified."""
+        if not info.resource_types or any(rt.required for rt in info.resource_types):
+            return False
+        service = info.name.split(":", 1)[0]
+        if service in _ADDRESSED_SERVICES or self._request_names_something():
+            return False
+        for rt in info.resource_types:
+            plan = _type_plan(service, rt.name)
+            if plan is None:
+                continue
+            fmt, fmt_service, own = plan
+            if not own or self.arns_of_type(fmt_service, rt.name):
+                return False
+            if any(self._var(v, fmt, None, None) is not None for v in own):
+                return False
+        return True
+
+    def _request_names_something(self) -> bool:
+        """A request parameter that looks like a resource reference (``dBInstanceIdentifier``,
+        ``target``, ``resourceIdList``) though it matches no format variable: the call may well be
+        authorised on that resource, so "*" would be a guess; the partial ARN stays."""
+        request = self.event.request
+        if not request:
+            return False
+        for key, value in request.items():
+            if value in (None, "", [], {}) or isinstance(value, bool) or type(key) is not str:
+                continue
+            if key.lower().endswith(_REFERENCE_KEY_ENDINGS):
+                return True
+        return False
+
     def _best_optional(self, info: ActionInfo, values: Mapping[str, str | None] | None) -> str:
         service = info.name.split(":", 1)[0]
         best: tuple[tuple[float, ...], str] | None = None
@@ -306,3 +367,10 @@ class Ctx:
             if best is None or score > best[0]:
                 best = (score, rt.name)
         return best[1] if best else info.resource_types[0].name
+
+
+def _star_note(info: ActionInfo) -> str:
+    names = [rt.name for rt in info.resource_types]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    kind = "optional resource type" if len(names) == 1 else "optional resource types"
+    return f'{info.name} names no resource in this call; IAM evaluates it against "*" ({kind} {shown})'

@@ -161,6 +161,14 @@ def has_resource_type(action: str) -> bool:
     return bool(info and info.resource_types)
 
 
+def resource_types_all_optional(action: str) -> bool:
+    """True when the action has resource types and none is required: a call naming none of them is
+    evaluated against ``"*"``, so ``Resource: "*"`` can be exactly what such a call needs
+    (``rolesmith.actions.builder`` then says so in ``EventUses.notes``)."""
+    info = action_info(action)
+    return bool(info and info.resource_types and not any(rt.required for rt in info.resource_types))
+
+
 @lru_cache(maxsize=4096)
 def arn_formats(service: str, resource_type: str) -> tuple[str, ...]:
     raw = _resource_types(service.lower()).get(resource_type.lower())

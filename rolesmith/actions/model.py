@@ -13,7 +13,8 @@ class Use:
     """One IAM permission an event needed.
 
     ``action`` uses the Service Authorization Reference casing (``s3:PutObject``). ``resource`` is an
-    ARN, or ``"*"`` only when the action has no resource type in the dataset. ``via`` names the
+    ARN, or ``"*"`` only when the action has no resource type in the dataset, or has only optional
+    ones and the call named none of them (then ``EventUses.notes`` says so). ``via`` names the
     service that made the call on the principal's behalf (``s3.amazonaws.com``) and ``conditions``
     carries the documented condition that scopes such use (``kms:ViaService``). ``inferred_by`` is the
     rule id when the use was not in the trail but implied by request parameters.
