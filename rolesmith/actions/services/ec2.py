@@ -11,6 +11,12 @@
   logs the instance profile (name or ARN), and a profile's name need not be its role's name, so the
   use is emitted on ``role/*`` marked partial, with a note naming the profile — the graph or the user
   (``iam get-instance-profile``) can narrow it. (EMR is different: it requires equal names.)
+- CreateTags/DeleteTags are authorised on each resource tagged (every EC2 resource type is an
+  optional resource type of both in the Service Authorization Reference,
+  https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html). CloudTrail
+  logs bare ids (``resourcesSet.items[].resourceId``), so the id's prefix names the type (``i-`` →
+  instance, ``ami-`` → image, whose ARN has no account) and the dataset's ARN format of that type is
+  filled with it; an unknown prefix gives ``arn:…:ec2:REGION:ACCOUNT:*/ID`` marked partial, with a note.
 """
 
 from __future__ import annotations
@@ -76,7 +82,11 @@ def _run_instances(ctx: Ctx) -> EventUses:
             # (../shared/reference/emr/emr-mg__emr-iam-roles-custom.md).
             role_name = name
         else:
-            notes = (f"instance profile {ref}: iam:PassRole needs its role's ARN, which the event does not name (role/* until narrowed)",)
+            notes = (
+                f"instance profile {ref}: iam:PassRole needs its role's ARN, but the role name cannot be known"
+                " from the event (CloudTrail logs only the instance profile, whose name need not be its"
+                " role's); role/* until narrowed (aws iam get-instance-profile)",
+            )
         inferred = ctx.use(
             "iam:PassRole",
             values={"RoleNameWithPath": role_name, "Account": account or ctx.default_account()},
@@ -128,8 +138,105 @@ def _default(ctx: Ctx) -> EventUses | None:
     return EventUses(uses=tuple(uses))
 
 
+# EC2 resource-id prefix → resource type of the Service Authorization Reference (EC2 User Guide,
+# "Resource IDs": each id is the type's prefix, a hyphen and a hex string). Keys are the id without its
+# last ``-hex`` part, so ``vpce-svc-0ab`` is not taken for ``vpce-``.
+_ID_PREFIX_TYPES: Mapping[str, str] = {
+    "i": "instance",
+    "vol": "volume",
+    "sg": "security-group",
+    "sgr": "security-group-rule",
+    "eni": "network-interface",
+    "ami": "image",
+    "snap": "snapshot",
+    "subnet": "subnet",
+    "vpc": "vpc",
+    "igw": "internet-gateway",
+    "eigw": "egress-only-internet-gateway",
+    "rtb": "route-table",
+    "lt": "launch-template",
+    "nat": "natgateway",
+    "acl": "network-acl",
+    "eipalloc": "elastic-ip",
+    "key": "key-pair",
+    "dopt": "dhcp-options",
+    "vpce": "vpc-endpoint",
+    "vpce-svc": "vpc-endpoint-service",
+    "pcx": "vpc-peering-connection",
+    "tgw": "transit-gateway",
+    "tgw-attach": "transit-gateway-attachment",
+    "tgw-rtb": "transit-gateway-route-table",
+    "cgw": "customer-gateway",
+    "vgw": "vpn-gateway",
+    "vpn": "vpn-connection",
+    "pg": "placement-group",
+    "h": "dedicated-host",
+    "fleet": "fleet",
+    "sir": "spot-instances-request",
+    "sfr": "spot-fleet-request",
+    "cr": "capacity-reservation",
+    "pl": "prefix-list",
+    "fl": "vpc-flow-log",
+    "cvpn-endpoint": "client-vpn-endpoint",
+    "cagw": "carrier-gateway",
+    "lgw": "local-gateway",
+    "tmf": "traffic-mirror-filter",
+    "tms": "traffic-mirror-session",
+    "tmt": "traffic-mirror-target",
+    "afi": "fpga-image",
+    "ipam": "ipam",
+    "ipam-pool": "ipam-pool",
+    "ipam-scope": "ipam-scope",
+}
+
+
+def resource_type_of_id(resource_id: str) -> str | None:
+    """The EC2 resource type an id such as ``i-0abc`` or ``tgw-attach-0ab`` names, or None."""
+    prefix, sep, _ = resource_id.rpartition("-")
+    return _ID_PREFIX_TYPES.get(prefix) if sep else None
+
+
+def _own_var(rtype: str) -> str | None:
+    from rolesmith.actions import dataset
+    from rolesmith.actions.builder import format_vars
+
+    for fmt in dataset.arn_formats("ec2", rtype):
+        own = [v for v in format_vars(fmt) if v not in ("Partition", "Region", "Account")]
+        if len(own) == 1:
+            return own[0]
+    return None
+
+
+def _tags(ctx: Ctx) -> EventUses | None:
+    req = ctx.event.request or {}
+    ids = sorted({
+        str(item.get("resourceId")) for item in _items(req.get("resourcesSet"))
+        if isinstance(item.get("resourceId"), str) and item.get("resourceId")
+    })
+    if not ids:
+        return None  # generic: no resource named, so "*" with its note
+    action = "ec2:DeleteTags" if ctx.event.name.startswith("DeleteTags") else "ec2:CreateTags"
+    uses: list[Use] = []
+    notes: list[str] = []
+    account = ctx.default_account() or "*"
+    for ident in ids:
+        if ident.startswith("arn:"):
+            uses.extend(ctx.use(action, arn=ident))
+            continue
+        rtype = resource_type_of_id(ident)
+        var = _own_var(rtype) if rtype else None
+        if rtype is None or var is None:
+            arn = f"arn:{ctx.event.partition or 'aws'}:ec2:{ctx.event.region or '*'}:{account}:*/{ident}"
+            uses.extend(ctx.use(action, arn=arn, partial=True))
+            notes.append(f"{action} on {ident}: the id's prefix names no EC2 resource type rolesmith knows;"
+                         " resource type left as '*' (replace it with the type)")
+            continue
+        uses.extend(ctx.use(action, values={var: ident}, rtype=rtype))
+    return EventUses(uses=tuple(uses), notes=tuple(notes))
+
+
 RULES = ServiceRules(
-    handlers={"RunInstances": _run_instances},
+    handlers={"RunInstances": _run_instances, "CreateTags": _tags, "DeleteTags": _tags},
     default=_default,
-    emits=frozenset({"ec2:RunInstances", "iam:PassRole"}),
+    emits=frozenset({"ec2:RunInstances", "iam:PassRole", "ec2:CreateTags", "ec2:DeleteTags"}),
 )
