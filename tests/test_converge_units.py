@@ -11,7 +11,7 @@ import pytest
 
 from rolesmith.converge import ConvergeOptions, converge, docs
 from rolesmith.converge.aws import AwsBackend
-from rolesmith.converge.loop import _stop_for, _widen
+from rolesmith.converge.loop import _GENERATED_ID, _created_ids, _stop_for, _widen
 from rolesmith.converge.model import AppliedFix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,13 @@ def test_stop_for(layers, apply, expected):
     assert (stop[0] if stop else None) == expected
 
 
+@pytest.mark.parametrize("value,generated", [("j-3ABCDEF12345", True), ("i-0abc12345def67890", True),
+                                             ("sg-0123456789abcdef0", True), ("acme-service-reports", False),
+                                             ("emr-7.1.0", False), ("nightly-analytics", False)])
+def test_generated_id_shape(value, generated):
+    assert bool(_GENERATED_ID.fullmatch(value)) == generated
+
+
 def test_widen_created_ids_only_in_identity_fixes():
     stmt = {"Effect": "Allow", "Action": "elasticmapreduce:DescribeCluster",
             "Resource": "arn:aws:elasticmapreduce:us-east-1:333333333333:cluster/j-3ABCDEF12345"}
@@ -66,6 +73,9 @@ def test_widen_created_ids_only_in_identity_fixes():
     assert _widen(fix, {"j-3ABCDEF12345"}).statements[0]["Resource"] == \
         "arn:aws:elasticmapreduce:us-east-1:333333333333:cluster/*"
     assert _widen(fix, {"j-OTHER"}).statements == (stmt,)
+    bucket = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::acme-service-reports/x"}
+    named = AppliedFix(layer="identity", target="r", op="add-statements", summary="s", statements=(bucket,))
+    assert _widen(named, _created_ids([])) is named
     other = AppliedFix(layer="key-policy", target="k", op="add-statements", summary="s", statements=(stmt,))
     assert _widen(other, {"j-3ABCDEF12345"}) is other
 

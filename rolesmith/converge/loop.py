@@ -95,6 +95,11 @@ def _anticipated(event: Event, bucket_key: BucketKey) -> list[dict[str, Any]]:
 BucketKey = Callable[[str], "str | None"]
 
 
+# An id AWS generates: a short type prefix and a long random part (j-2AXXXXXXGAPLF, i-0abc…, sg-…).
+# Names people choose (a bucket "acme-service-reports") have no such shape and are never widened.
+_GENERATED_ID = re.compile(r"[a-z]{1,5}-[A-Za-z0-9]{8,40}")
+
+
 def _created_ids(events: Sequence[Event]) -> set[str]:
     """Ids the run's own successful calls returned (a cluster's j-…, an instance's i-…): a new one each run."""
     out: set[str] = set()
@@ -106,7 +111,7 @@ def _created_ids(events: Sequence[Event]) -> set[str]:
         elif isinstance(value, (list, tuple)):
             for v in value:
                 walk(v)
-        elif isinstance(value, str) and 6 <= len(value) <= 64 and re.fullmatch(r"[A-Za-z0-9][\w.-]*-[\w-]+", value):
+        elif isinstance(value, str) and _GENERATED_ID.fullmatch(value) and any(c.isdigit() or c.isupper() for c in value):
             out.add(value)
 
     for ev in events:
