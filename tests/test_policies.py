@@ -297,3 +297,17 @@ def test_policy_over_the_managed_policy_size_is_a_finding() -> None:
                        " policy (a role's inline policies may total 10,240, a user's 2,048); split it or use"
                        " --generalize safe")
     assert findings(policies_from_graph(graph, BuildOptions()), "POLICY_TOO_LARGE") == []
+
+
+def test_resource_star_for_a_call_naming_none_of_its_optional_resource_types() -> None:
+    # cloudwatch:PutMetricData's only resource type (dataset) is optional: a call naming none is
+    # evaluated against "*", so scoping it to an ARN would refuse the call the trail shows.
+    put_metric = (ev("PutMetricData", "monitoring.amazonaws.com", eid="m1"),
+                  EventUses(uses=(Use(action="cloudwatch:PutMetricData", resource="*"),)))
+    ps = policies_from_graph(graph_of(put_metric), BuildOptions())
+    [identity] = ps.identity_policies
+    assert identity.policy["Statement"] == [
+        {"Sid": "Cloudwatch", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"}]
+    assert findings(ps, "RESOURCE_WILDCARD") == [
+        'cloudwatch:PutMetricData: Resource "*" because the call named none of the action\'s optional resource'
+        ' types, so IAM evaluates it against "*"']

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from rolesmith.actions import dataset
-from rolesmith.actions.dataset import ActionInfo
+from rolesmith.actions.dataset import ADDRESSED_SERVICES, ActionInfo
 from rolesmith.actions.model import Condition, Use
 from rolesmith.trail.model import Event
 
@@ -67,9 +67,6 @@ def _var_keys(var: str) -> tuple[str, ...]:
 
 _SCOPE = frozenset({"Partition", "Region", "Account"})
 
-# Services whose every request addresses its resource in the URL (an S3 request always names a
-# bucket): a record of theirs without one is incomplete, not a call on no resource.
-_ADDRESSED_SERVICES = frozenset({"s3", "s3express", "s3-object-lambda"})
 
 # Request-parameter names (lower case endings) that refer to a resource.
 _REFERENCE_KEY_ENDINGS = (
@@ -323,7 +320,7 @@ class Ctx:
         if not info.resource_types or any(rt.required for rt in info.resource_types):
             return False
         service = info.name.split(":", 1)[0]
-        if service in _ADDRESSED_SERVICES or self._request_names_something():
+        if service in ADDRESSED_SERVICES or self._request_names_something():
             return False
         for rt in info.resource_types:
             plan = _type_plan(service, rt.name)

@@ -161,6 +161,20 @@ def has_resource_type(action: str) -> bool:
     return bool(info and info.resource_types)
 
 
+# Services whose every request addresses its resource in the URL (an S3 request always names a
+# bucket): a record of theirs without one is incomplete, never a call IAM evaluates against "*".
+ADDRESSED_SERVICES = frozenset({"s3", "s3express", "s3-object-lambda"})
+
+
+def may_be_unscoped(action: str) -> bool:
+    """True when a call of ``action`` can be one IAM evaluates against ``"*"``: the action has no
+    resource type, or only optional ones in a service whose requests need not name a resource.
+    The policy stage grants ``Resource: "*"`` only for such actions."""
+    if not has_resource_type(action):
+        return True
+    return action.split(":", 1)[0].lower() not in ADDRESSED_SERVICES and resource_types_all_optional(action)
+
+
 def resource_types_all_optional(action: str) -> bool:
     """True when the action has resource types and none is required: a call naming none of them is
     evaluated against ``"*"``, so ``Resource: "*"`` can be exactly what such a call needs

@@ -208,15 +208,24 @@ def _grantable(use: GraphUse, findings: _Findings) -> bool:
                      " rolesmith never grants action wildcards", use.events)
         return False
     if use.resource == "*":
-        if _has_resource_type(use.action):
-            findings.add("UNSCOPED_USE_DROPPED",
-                         f"{use.principal}: {use.action} acts on a resource type but the trail does not say which"
-                         " resource; not granted (add it by hand with the ARN)", use.events)
-            return False
-        findings.add("RESOURCE_WILDCARD",
-                     f"{use.action}: Resource \"*\" because the action has no resource type in the Service"
-                     " Authorization Reference", use.events)
-        return True
+        from rolesmith.actions.dataset import may_be_unscoped
+
+        if not _has_resource_type(use.action):
+            findings.add("RESOURCE_WILDCARD",
+                         f"{use.action}: Resource \"*\" because the action has no resource type in the Service"
+                         " Authorization Reference", use.events)
+            return True
+        if may_be_unscoped(use.action):
+            # IAM evaluates a call that names none of the action's optional resource types against "*":
+            # a policy scoped to an ARN would refuse the very call the trail shows.
+            findings.add("RESOURCE_WILDCARD",
+                         f"{use.action}: Resource \"*\" because the call named none of the action's optional"
+                         " resource types, so IAM evaluates it against \"*\"", use.events)
+            return True
+        findings.add("UNSCOPED_USE_DROPPED",
+                     f"{use.principal}: {use.action} acts on a resource type but the trail does not say which"
+                     " resource; not granted (add it by hand with the ARN)", use.events)
+        return False
     if use.action.startswith("kms:") and _ALIAS_ARN.match(use.resource) and ":alias/aws/" in use.resource:
         findings.add("AWS_MANAGED_KEY",
                      f"{use.principal}: {use.action} on the AWS managed key {use.resource} needs no statement; its"
