@@ -126,7 +126,10 @@ def graph(trails: tuple[Path, ...], fmt: str, skip_bad: bool) -> None:
               show_default=True, help="Directory for recording.jsonl, policies.json and the rendered policies.")
 @click.option("--capture", type=click.Choice(["auto", "hook", "proxy", "csm"]), default="auto", show_default=True,
               help="auto = hook (botocore in Python children) + proxy (any SDK); csm: actions only, no resources.")
-@click.option("--cloudtrail", is_flag=True, help="After the run, merge the run's events from CloudTrail LookupEvents.")
+@click.option("--cloudtrail/--no-cloudtrail", default=None,
+              help="After the run, merge the run's events from CloudTrail LookupEvents, with the calls AWS services "
+                   "made for it under their own sessions. Default: on with --scenario (the sandbox's trail is "
+                   "immediate), off against AWS.")
 @click.option("--cloudtrail-wait", type=click.FloatRange(min=0), default=15.0, show_default=True, metavar="MINUTES",
               help="How long to poll LookupEvents for late events.")
 @click.option("--cloudtrail-bucket", metavar="S3URL", default=None,
@@ -139,12 +142,14 @@ def graph(trails: tuple[Path, ...], fmt: str, skip_bad: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,
               help="Also render the policies in this format into the output directory.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def record(out_dir: Path, capture: str, cloudtrail: bool, cloudtrail_wait: float, cloudtrail_bucket: str | None,
+def record(out_dir: Path, capture: str, cloudtrail: bool | None, cloudtrail_wait: float, cloudtrail_bucket: str | None,
            access_advisor: bool, sandbox: bool, scenario: Path | None, fmt: str, command: tuple[str, ...]) -> None:
     """Run COMMAND (after `--`), record every AWS call it makes, and build its minimal policies.
 
     The command's stdin/stdout/stderr pass through and its exit code is returned; Ctrl-C and SIGTERM
-    reach its whole process group. Calls are appended to OUT/recording.jsonl as they happen.
+    reach its whole process group. Calls are appended to OUT/recording.jsonl as they happen. Then the
+    policies (OUT/policies.json) go to stdout, a summary to stderr. Run from an unactivated virtualenv,
+    the command finds that venv's `python` first on its PATH.
     """
     from rolesmith.record import RecordOptions
     from rolesmith.record import record as run_record
@@ -158,7 +163,8 @@ def record(out_dir: Path, capture: str, cloudtrail: bool, cloudtrail_wait: float
         bar[0].label = f"waiting for CloudTrail ({label})"
         bar[0].update(int(fraction * 1000) - bar[0].pos)
 
-    options = RecordOptions(out_dir=out_dir, capture=capture, cloudtrail=cloudtrail,  # type: ignore[arg-type]
+    options = RecordOptions(out_dir=out_dir, capture=capture, cloudtrail=bool(cloudtrail),  # type: ignore[arg-type]
+                            sandbox_trail=cloudtrail is not False,
                             cloudtrail_wait=cloudtrail_wait * 60, cloudtrail_bucket=cloudtrail_bucket,
                             access_advisor=access_advisor, sandbox=sandbox, scenario=scenario, fmt=fmt,
                             progress=progress)
@@ -170,6 +176,8 @@ def record(out_dir: Path, capture: str, cloudtrail: bool, cloudtrail_wait: float
             bar[0].__exit__(None, None, None)
     for line in result.summary_lines():
         click.echo(line, err=True)
+    if result.outputs:
+        click.echo(result.outputs[0].read_text(encoding="utf-8"), nl=False)
     if result.signal is not None:
         import signal as _signal
 

@@ -66,9 +66,11 @@ class _Pacer:
 def lookup_events(client: Any, access_keys: Sequence[str], start: float, end: float, *, wait: float,
                   expected: Callable[[Mapping[str, dict[str, Any]]], bool],
                   sleep: Callable[[float], None], clock: Callable[[], float],
-                  progress: Callable[[float, str], None] | None = None, interval: float = 30.0) -> list[dict[str, Any]]:
+                  progress: Callable[[float, str], None] | None = None, interval: float = 30.0,
+                  attribute: str = "AccessKeyId") -> list[dict[str, Any]]:
     """Every event of ``access_keys`` in [start, end], polled until ``expected(found)`` holds and a
-    poll brings nothing new, or ``wait`` seconds pass."""
+    poll brings nothing new, or ``wait`` seconds pass. ``attribute`` names the lookup attribute the
+    values are (``AccessKeyId``, ``ResourceName``, ...)."""
     pacer = _Pacer(sleep=sleep, clock=clock)
     found: dict[str, dict[str, Any]] = {}
     began = clock()
@@ -79,7 +81,7 @@ def lookup_events(client: Any, access_keys: Sequence[str], start: float, end: fl
         for key in access_keys:
             token: str | None = None
             while True:
-                kwargs: dict[str, Any] = {"LookupAttributes": [{"AttributeKey": "AccessKeyId", "AttributeValue": key}],
+                kwargs: dict[str, Any] = {"LookupAttributes": [{"AttributeKey": attribute, "AttributeValue": key}],
                                           **window, "MaxResults": 50}
                 if token:
                     kwargs["NextToken"] = token
@@ -110,8 +112,70 @@ def lookup_events(client: Any, access_keys: Sequence[str], start: float, end: fl
     return sorted(found.values(), key=lambda r: r.get("eventTime") or "")
 
 
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_ROLE_MEMBER = re.compile(r"(?i)role(arn|name)?$")  # serviceRole, jobFlowRole, roleArn, executionRoleArn
+
+
+def roles_handed_over(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """ARNs of the roles the run's calls named: role resources, role ARNs in the request, and role
+    names in members called ``…Role`` (RunJobFlow's ``serviceRole: MyEMRRole``), qualified with the
+    caller's account. These are the roles a service may assume on the run's behalf."""
+    out: set[str] = set()
+    for rec in records:
+        ui = rec.get("userIdentity") or {}
+        if ui.get("invokedBy") or rec.get("eventSource") == "sts.amazonaws.com":
+            continue  # a service's own call hands nothing over; a role the run assumes itself is the run's
+        account = ui.get("accountId") or rec.get("recipientAccountId")
+        for res in rec.get("resources") or []:
+            if _ROLE_ARN.match(str(res.get("ARN") or "")):
+                out.add(res["ARN"])
+        for key, value in _leaves(rec.get("requestParameters")):
+            if not isinstance(value, str):
+                continue
+            if _ROLE_ARN.match(value):
+                out.add(value)
+            elif account and _ROLE_MEMBER.search(key) and re.fullmatch(r"[\w+=,.@-]{1,64}", value):
+                out.add(f"arn:aws:iam::{account}:role/{value}")
+    return sorted(out)
+
+
+def _leaves(value: Any, key: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _leaves(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v, key)
+    else:
+        yield key, value
+
+
+def is_service_assume_role(rec: Mapping[str, Any]) -> bool:
+    return ((rec.get("userIdentity") or {}).get("type") == "AWSService"
+            and str(rec.get("eventName", "")).startswith("AssumeRole"))
+
+
+def service_session_keys(assume_records: Iterable[Mapping[str, Any]], roles: Iterable[str]) -> list[str]:
+    """Access key ids of the sessions AWS services opened on ``roles``: ``AssumeRole`` records by an
+    ``AWSService`` identity (``invokedBy: elasticmapreduce.amazonaws.com``) list the role in
+    ``resources`` and the session's key in ``responseElements.credentials.accessKeyId``."""
+    wanted = set(roles)
+    keys: set[str] = set()
+    for rec in assume_records:
+        if not is_service_assume_role(rec):
+            continue
+        arn = (rec.get("requestParameters") or {}).get("roleArn")
+        if arn not in wanted and not any(r.get("ARN") in wanted for r in rec.get("resources") or []):
+            continue
+        key = ((rec.get("responseElements") or {}).get("credentials") or {}).get("accessKeyId")
+        if key:
+            keys.add(key)
+    return sorted(keys)
+
+
 def read_bucket(client: Any, url: str, start: float, end: float, access_keys: Iterable[str]) -> list[dict[str, Any]]:
-    """Records of ``access_keys`` in the window from a trail's S3 log files (``s3://bucket/prefix``).
+    """Records of ``access_keys`` in the window from a trail's S3 log files (``s3://bucket/prefix``),
+    and the AssumeRole records of AWS services (see ``service_session_keys``).
 
     Log files live under ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`` and are delivered
     within about 5 minutes of the calls; only the days of the window are read.
@@ -139,7 +203,7 @@ def read_bucket(client: Any, url: str, start: float, end: float, access_keys: It
                 for record in json.loads(body).get("Records", []):
                     ts = _ts(record.get("eventTime"))
                     akid = (record.get("userIdentity") or {}).get("accessKeyId")
-                    if ts is not None and start - 60 <= ts <= end + 60 and akid in keys:
+                    if ts is not None and start - 60 <= ts <= end + 60 and (akid in keys or is_service_assume_role(record)):
                         out.append(record)
     except ClientError as err:
         raise CloudTrailError(f"--cloudtrail-bucket {url}: {err}; check the bucket and s3:ListBucket/GetObject") from err
@@ -173,15 +237,18 @@ def merge(client_records: Sequence[dict[str, Any]], server_records: Sequence[dic
 
 
 def _near(rec: Mapping[str, Any], server: Sequence[dict[str, Any]], used: set[int]) -> dict[str, Any] | None:
-    """Fallback when request ids differ: same action and key within 2 s (clock granularity is 1 s)."""
+    """Fallback when request ids differ: the nearest server record of the same action and key that
+    began at most 10 s before the client saw the response (a slow call: EMR's RunJobFlow) or 2 s after
+    (clock granularity is 1 s)."""
     ts = _ts(rec.get("eventTime"))
     akid = (rec.get("userIdentity") or {}).get("accessKeyId")
+    best: tuple[float, dict[str, Any]] | None = None
     for cand in server:
         if id(cand) in used or cand.get("eventName") != rec.get("eventName") or cand.get("eventSource") != rec.get("eventSource"):
             continue
         if (cand.get("userIdentity") or {}).get("accessKeyId") != akid or (cand.get("userIdentity") or {}).get("invokedBy"):
             continue
         cts = _ts(cand.get("eventTime"))
-        if ts is not None and cts is not None and abs(cts - ts) <= 2:
-            return cand
-    return None
+        if ts is not None and cts is not None and -2 <= ts - cts <= 10 and (best is None or abs(ts - cts) < best[0]):
+            best = (abs(ts - cts), cand)
+    return best[1] if best else None

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from rolesmith.record.runner import run
 log = logging.getLogger(__name__)
 Capture = Literal["auto", "hook", "proxy", "csm"]
 HOOK_DIR = Path(__file__).parent / "hook"
+OWN_USER_AGENT = "rolesmith-record"
 _CA_VARS = ("AWS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
@@ -36,6 +38,8 @@ class RecordOptions:
     cloudtrail: bool = False
     cloudtrail_wait: float = 900.0  # seconds; CloudTrail's typical delivery delay
     cloudtrail_bucket: str | None = None  # s3://bucket/prefix of a trail's log files
+    # With a scenario sandbox, merge its CloudTrail (immediate, so no wait) even without ``cloudtrail``.
+    sandbox_trail: bool = True
     access_advisor: bool = False
     sandbox: bool = False
     scenario: Path | None = None
@@ -93,7 +97,12 @@ def _default_client(service: str, env: Mapping[str, str]) -> Any:
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
         aws_session_token=env.get("AWS_SESSION_TOKEN"), profile_name=env.get("AWS_PROFILE") or None,
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1")
-    return session.client(service, endpoint_url=env.get("AWS_ENDPOINT_URL") or None)
+    from botocore.config import Config
+
+    # The user agent marks rolesmith's own calls (GetCallerIdentity with the workload's key) so the
+    # server-side trail can leave them out of the workload's policies.
+    return session.client(service, endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+                          config=Config(user_agent_extra=OWN_USER_AGENT))
 
 
 def _own_key(env: Mapping[str, str]) -> str | None:
@@ -121,7 +130,7 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "recording.jsonl"
     path.write_text("", encoding="utf-8")
-    env = dict(options.env if options.env is not None else os.environ)
+    env = _venv_first(dict(options.env if options.env is not None else os.environ))
     client_factory = options.client_factory or _default_client
     endpoint = None
     with contextlib.ExitStack() as stack:
@@ -154,8 +163,11 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         counts = dict(recorder.counts)
         findings: list[Finding] = []
         notes: list[str] = []
-        if options.cloudtrail or options.cloudtrail_bucket:
-            records = _server_side(records, started, ended, options, client_factory, aws_env)
+        # The sandbox's CloudTrail is written as the calls happen: read it by default, without waiting.
+        sandbox_trail = endpoint is not None and endpoint.operator_env is not None and options.sandbox_trail
+        if options.cloudtrail or options.cloudtrail_bucket or sandbox_trail:
+            wait = 0.0 if endpoint is not None else options.cloudtrail_wait
+            records = _server_side(records, started, ended, options, client_factory, aws_env, wait)
             _rewrite(path, records)
             counts["cloudtrail"] = sum(1 for r in records
                                        if (r.get("additionalEventData") or {}).get("rolesmith") == "cloudtrail")
@@ -173,6 +185,20 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         calls_by_method=counts, denied=tuple(_denied(records)), principals=tuple(_principals(records)),
         indirect=tuple(_indirect(records)), findings=tuple(findings), notes=tuple(notes), policies=policies,
     )
+
+
+def _venv_first(env: dict[str, str]) -> dict[str, str]:
+    """When rolesmith runs from a virtualenv that is not activated (``.venv/bin/rolesmith record --
+    python app.py``), put the venv's bin first on the child's PATH: its ``python`` has boto3 (the
+    ``sandbox`` extra) and the hook, where the system ``python`` may have neither. An absolute
+    interpreter path in the command is not affected."""
+    if sys.prefix == sys.base_prefix or env.get("VIRTUAL_ENV"):
+        return env  # not in a venv, or the user activated one: their PATH is what they meant
+    bindir = os.path.dirname(sys.executable)
+    path = env.get("PATH", os.defpath).split(os.pathsep)
+    if path and path[0] != bindir:
+        env["PATH"] = os.pathsep.join([bindir, *(p for p in path if p != bindir)])
+    return env
 
 
 def _start_captures(methods: Sequence[str], env: dict[str, str], recorder: Recorder, resolver: IdentityResolver,
@@ -226,22 +252,46 @@ def _start_captures(methods: Sequence[str], env: dict[str, str], recorder: Recor
 
 def _server_side(records: list[dict[str, Any]], started: float, ended: float,
                  options: RecordOptions, client_factory: Callable[[str, Mapping[str, str]], Any],
-                 env: Mapping[str, str]) -> list[dict[str, Any]]:
-    from rolesmith.record.cloudtrail import lookup_events, merge, read_bucket
+                 env: Mapping[str, str], wait: float) -> list[dict[str, Any]]:
+    from rolesmith.record.cloudtrail import (is_service_assume_role, lookup_events, merge, read_bucket,
+                                             roles_handed_over, service_session_keys)
 
     keys = sorted({(r.get("userIdentity") or {}).get("accessKeyId") for r in records} - {None})
     if options.cloudtrail_bucket:
-        server = read_bucket(client_factory("s3", env), options.cloudtrail_bucket, started, ended, keys)
-    else:
-        wanted = {r.get("requestID") for r in records if r.get("managementEvent") and r.get("requestID")}
+        s3 = client_factory("s3", env)
+        server = _not_own(read_bucket(s3, options.cloudtrail_bucket, started, ended, keys))
+        session_keys = [k for k in service_session_keys(server, roles_handed_over([*records, *server])) if k not in keys]
+        if session_keys:
+            server += _not_own(read_bucket(s3, options.cloudtrail_bucket, started, ended, session_keys))
+        # A service's AssumeRole carries the session's token: it only served to find the keys.
+        return merge(records, [r for r in server if not is_service_assume_role(r)])
+    wanted = {r.get("requestID") for r in records if r.get("managementEvent") and r.get("requestID")}
 
-        def complete(found: Mapping[str, dict[str, Any]]) -> bool:
-            return wanted <= {r.get("requestID") for r in found.values()}
+    def complete(found: Mapping[str, dict[str, Any]]) -> bool:
+        return wanted <= {r.get("requestID") for r in found.values()}
 
-        server = lookup_events(client_factory("cloudtrail", env), keys, started, ended, wait=options.cloudtrail_wait,
-                               expected=complete, sleep=options.sleep, clock=options.clock,
-                               progress=options.progress, interval=options.poll_interval)
+    client = client_factory("cloudtrail", env)
+    poll = dict(sleep=options.sleep, clock=options.clock, interval=options.poll_interval)
+    server = lookup_events(client, keys, started, ended, wait=wait, expected=complete,
+                           progress=options.progress if wait > 0 else None, **poll)  # type: ignore[arg-type]
+    server = _not_own(server)
+    # Calls services made for the run under their own sessions (EMR's service role launching the
+    # cluster's instances): the service's AssumeRole names the role as a resource, so one lookup by
+    # ResourceName per role the run handed over yields the session keys, and a second by AccessKeyId
+    # their calls. By then the first lookup has waited out CloudTrail's delivery delay.
+    roles = roles_handed_over([*records, *server])
+    if roles:
+        assumed = lookup_events(client, roles, started, ended, wait=0.0, expected=lambda _: True,
+                                attribute="ResourceName", **poll)  # type: ignore[arg-type]
+        session_keys = [k for k in service_session_keys(assumed, roles) if k not in keys]
+        if session_keys:
+            server += lookup_events(client, session_keys, started, ended, wait=0.0, expected=lambda _: True,
+                                    **poll)  # type: ignore[arg-type]
     return merge(records, server)
+
+
+def _not_own(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if OWN_USER_AGENT not in str(r.get("userAgent") or "")]
 
 
 def _rewrite(path: Path, records: Sequence[dict[str, Any]]) -> None:

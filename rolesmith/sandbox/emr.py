@@ -65,6 +65,7 @@ def simulate(gw: Gateway, caller: Identity, call: Call, cluster_id: str) -> None
         _terminate(gw, caller.account, cluster_id, f"Service role {role_arn} is invalid: {EMR} cannot assume it")
         return
     session = gw.creds.issue_session(spec, "ElasticMapReduceSession", invoked_by=EMR)
+    gw.trail.add(_assume_role_record(session, region))
     inst = p.get("Instances") or {}
     groups_spec = inst.get("InstanceGroups") or []
     count = sum(int(g.get("InstanceCount") or 0) for g in groups_spec) or int(inst.get("InstanceCount") or 1)
@@ -103,3 +104,22 @@ def simulate(gw: Gateway, caller: Identity, call: Call, cluster_id: str) -> None
             _terminate(gw, caller.account, cluster_id,
                        f"Service role {role_arn} has insufficient {what} permissions: {refusal.message}")
             return
+
+
+def _assume_role_record(session: Identity, region: str) -> dict[str, Any]:
+    """The role account's record of EMR assuming the service role, as CloudTrail writes a service's
+    AssumeRole: ``userIdentity`` of type ``AWSService``, the role in ``resources`` and the session's
+    access key in ``responseElements`` (the token left out here), e.g. the ec2.amazonaws.com AssumeRole
+    in shared/data/cloudtrail/otrf/. ``rolesmith record`` finds the service's calls through it."""
+    from rolesmith.sandbox.cloudtrail import iso, make_record, resource_entries
+
+    rec = make_record(ident=session, event_source="sts.amazonaws.com", event_name="AssumeRole", region=region,
+                      request_parameters={"roleArn": session.arn, "roleSessionName": session.session_name},
+                      user_agent=None, invoked_by=EMR)
+    rec["userIdentity"] = {"type": "AWSService", "invokedBy": EMR}
+    rec["responseElements"] = {
+        "credentials": {"accessKeyId": session.access_key, "expiration": iso(session.expires)},
+        "assumedRoleUser": {"assumedRoleId": session.principal_id, "arn": session.session_arn}}
+    rec["resources"] = resource_entries([(session.arn, session.account)])
+    rec["readOnly"] = False
+    return rec
