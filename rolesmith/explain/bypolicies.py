@@ -39,9 +39,29 @@ from rolesmith.trail.model import Event
 
 
 def first_denied(event: Event, req: Request, alternatives: tuple[str, ...], parsed: ParsedMessage,
-                 inferred: tuple[Any, ...], store: Store, trail: TrailIndex) -> tuple[Request, Out]:
-    """AWS refuses a call when any resource it touches is refused: explain the first refused one."""
+                 inferred: tuple[Any, ...], store: Store, trail: TrailIndex,
+                 others: tuple[Request, ...] = ()) -> tuple[Request, Out]:
+    """AWS refuses a call when any permission it needs is refused: explain the first refused one.
+
+    Order: ``req`` (what AWS's message names, else the call's first use), the call's other uses (a
+    CopyObject needs s3:GetObject on the source *and* s3:PutObject on the destination, API Reference
+    CopyObject "Permissions"; s3-ug__troubleshoot-403-errors.md), the action's other resources, then the
+    KMS keys behind it (SSE_KMS_AND_SECURE_INBOX.md §1)."""
+    checks = [req, *(with_owner(o, store) for o in others)]
+    refused = [r for r in checks if not evaluate(r, store.policies_for(r)).allowed]
+    if refused and (refused[0] is req or not parsed.action):  # what AWS's message names comes first
+        chosen = refused[0]
+        out = from_policies(event, chosen, parsed, inferred, store, trail)
+        for also in refused[1:]:
+            # Each refused use would fail the next attempt: propose every fix now, not one run later.
+            more = from_policies(event, also, parsed, inferred, store, trail)
+            out = replace(out, fixes=out.fixes + tuple(f for f in more.fixes if f not in out.fixes),
+                          notes=out.notes + ("the call also needs " + more.summary,))
+        return chosen, out
     first = from_policies(event, req, parsed, inferred, store, trail)
+    if first.reason == "INDIRECT_KMS" and "kms:GenerateDataKey" in fixed_actions(first):
+        # A data key is for what the call writes (a copy's destination), not what it reads.
+        req = next((with_owner(o, store) for o in others if o.action == "s3:PutObject"), req)
     if first.reason != "UNKNOWN" or not alternatives:
         return req, first
     for resource in alternatives:
@@ -54,12 +74,34 @@ def first_denied(event: Event, req: Request, alternatives: tuple[str, ...], pars
     return req, first
 
 
+def fixed_actions(out: Out) -> set[str]:
+    found: set[str] = set()
+    for fix in out.fixes:
+        for st in (fix.document or {}).get("Statement", ()):
+            action = st.get("Action", ())
+            found.update([action] if isinstance(action, str) else action)
+    return found
+
+
+def with_owner(req: Request, store: Store) -> Request:
+    """S3 ARNs carry no account: the store may know the bucket's owner."""
+    account_of = getattr(store, "account_of", None)
+    if req.resource_account is None and callable(account_of) and ":s3:::" in req.resource:
+        owner = account_of(req.resource)
+        if owner and owner != req.principal_account:
+            return replace(req, resource_account=owner)
+    return req
+
+
 def from_policies(event: Event, req: Request, parsed: ParsedMessage, inferred: tuple[Any, ...], store: Store,
                   trail: TrailIndex) -> Out:
     pol = store.policies_for(req)
     dec = evaluate(req, pol)
     if dec.allowed:
         kms = indirect_kms(event, req, parsed, inferred, store, trail)
+        if kms is None or kms.reason == "UNKNOWN":
+            # A copy's source key is named only by the KMS Decrypt event S3 made for the caller.
+            kms = source_key(event, req, parsed, inferred, store, trail) or kms
         if kms is not None:
             return kms
         return Out(reason="UNKNOWN", basis="policies", layer=None,
@@ -76,6 +118,18 @@ def from_policies(event: Event, req: Request, parsed: ParsedMessage, inferred: t
             out = replace(out, fixes=out.fixes + kms.fixes,
                           notes=out.notes + ("then the KMS key behind it: " + kms.summary,))
     return out
+
+
+def source_key(event: Event, req: Request, parsed: ParsedMessage, inferred: tuple[Any, ...], store: Store,
+               trail: TrailIndex) -> Out | None:
+    kms_event = trail.kms_denial_for(event)
+    if kms_event is None or event.source.startswith("kms."):
+        return None
+    key = next((str(r["ARN"]) for r in kms_event.resources if r.get("ARN")), None)
+    if key is None or any(u.resource == key for u in inferred):
+        return None
+    out = indirect_kms(event, req, parsed, (), store, trail, key=key, actions=(f"kms:{kms_event.name}",))
+    return out if out is not None and out.reason != "UNKNOWN" else None
 
 
 def implicit(event: Event, req: Request, pol: Policies, dec: Decision, trail: TrailIndex) -> Out:

@@ -39,7 +39,7 @@ def explain_event(event: Event, store: Store | None = None, *, trail: TrailIndex
         if owner and owner != req.principal_account:
             req = replace(req, resource_account=owner)
     owner_note: tuple[str, ...] = ()
-    if req is not None and req.resource_account is None and ":s3:::" in req.resource and not s3_bucket_owner(event):
+    if req is not None and req.resource_account is None and ":s3:::" in req.resource and not s3_bucket_owner(event, req.resource):
         owner_note = ("the bucket's owning account is neither in the event nor in the policies: assumed the "
                       "caller's own",)
     out = object_ownership(event, req, trail, store)
@@ -49,7 +49,8 @@ def explain_event(event: Event, store: Store | None = None, *, trail: TrailIndex
                    missing=built.missing)
     elif out is None and req is not None:
         if store is not None:
-            req, out = first_denied(event, req, built.alternatives, parsed, built.inferred_kms, store, trail)
+            req, out = first_denied(event, req, built.alternatives, parsed, built.inferred_kms, store, trail,
+                                      built.others)
         else:
             out = from_message(event, req, parsed, decoded, built.inferred_kms, trail)
         gaps = getattr(store, "gaps_for", None)

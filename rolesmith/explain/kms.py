@@ -30,10 +30,12 @@ def kms_request(event: Event, req: Request, key: str, action: str) -> Request:
 
 
 def indirect_kms(event: Event, req: Request, parsed: ParsedMessage, inferred: tuple[Any, ...],
-                 store: Store | None, trail: TrailIndex) -> Out | None:
+                 store: Store | None, trail: TrailIndex, *, key: str | None = None,
+                 actions: tuple[str, ...] | None = None) -> Out | None:
+    """``key``/``actions``: a key the event itself does not name (a copy's source key, from the trail)."""
     service = service_of(event)
-    actions = kms_actions_for(event, service) or tuple(sorted({u.action for u in inferred}))
-    key = kms_key_for(event, parsed, inferred)
+    actions = actions or kms_actions_for(event, service) or tuple(sorted({u.action for u in inferred}))
+    key = key or kms_key_for(event, parsed, inferred)
     if event.source.startswith("kms.") and event.invoked_by:
         # The KMS call itself, made by S3 (or another service) for the caller.
         service, actions, key = event.invoked_by.split(".", 1)[0], (req.action,), req.resource
@@ -42,6 +44,9 @@ def indirect_kms(event: Event, req: Request, parsed: ParsedMessage, inferred: tu
     kms_event = trail.kms_denial_for(event)
     if key is None and kms_event is not None:
         key = next((str(r["ARN"]) for r in kms_event.resources if r.get("ARN")), None)
+        # The key the trail names was refused this one action (a copy's source key: Decrypt, not the
+        # destination's GenerateDataKey).
+        actions = (f"kms:{kms_event.name}",) if key else actions
     if key is None:
         if store is None:
             return None

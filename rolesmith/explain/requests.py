@@ -24,7 +24,9 @@ from rolesmith.trail.model import Event
 KMS_VIA: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("s3", "PutObject"): ("kms:GenerateDataKey",),
     ("s3", "CreateMultipartUpload"): ("kms:GenerateDataKey",),
-    ("s3", "CopyObject"): ("kms:Decrypt", "kms:GenerateDataKey"),
+    # CopyObject: the request names only the destination key (GenerateDataKey); Decrypt is on the source
+    # object's key, which only the KMS event S3 makes names (SSE_KMS_AND_SECURE_INBOX.md §1: inferred).
+    ("s3", "CopyObject"): ("kms:GenerateDataKey",),
     ("s3", "UploadPart"): ("kms:Decrypt", "kms:GenerateDataKey"),
     ("s3", "UploadPartCopy"): ("kms:Decrypt", "kms:GenerateDataKey"),
     ("s3", "CompleteMultipartUpload"): ("kms:Decrypt", "kms:GenerateDataKey"),
@@ -89,10 +91,13 @@ def _uses(event: Event) -> Any:
         return None
 
 
-def s3_bucket_owner(event: Event) -> str | None:
+def s3_bucket_owner(event: Event, resource: str | None = None) -> str | None:
+    """The account CloudTrail logs for the bucket of ``resource`` (a copy lists two buckets)."""
+    bucket = resource.split(":::", 1)[-1].split("/", 1)[0] if resource and ":::" in resource else None
     for res in event.resources:
         if res.get("type") == "AWS::S3::Bucket" and res.get("accountId"):
-            return str(res["accountId"])
+            if bucket is None or str(res.get("ARN", "")).split(":::", 1)[-1] == bucket:
+                return str(res["accountId"])
     return None
 
 
@@ -156,6 +161,9 @@ def context_for(event: Event, principal: str, account: str | None) -> dict[str, 
             pass  # "s3.amazonaws.com", "AWS Internal": a service made the call, no caller IP
     if event.invoked_by:
         ctx["aws:ViaAWSService"] = "true"
+        if event.source.startswith("kms."):
+            # KMS sets kms:ViaService on calls a service makes for the caller (kms-dg__conditions-kms.md).
+            ctx["kms:ViaService"] = f"{event.invoked_by.split('.', 1)[0]}.{event.region or 'us-east-1'}.amazonaws.com"
     acl = event.request.get("x-amz-acl")
     if isinstance(acl, str):
         ctx["s3:x-amz-acl"] = acl
@@ -173,6 +181,9 @@ class Built:
     notes: tuple[str, ...] = ()
     inferred_kms: tuple[Any, ...] = field(default=())
     alternatives: tuple[str, ...] = ()  # further resources the same call was authorised on
+    # The call's other permissions (CopyObject: s3:PutObject on the destination besides s3:GetObject on
+    # the source, plus PutObjectTagging/PutObjectAcl): AWS refuses the call when any one is refused.
+    others: tuple[Request, ...] = ()
 
 
 def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any] | None = None) -> Built:
@@ -217,8 +228,10 @@ def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any
             resource = "*"
 
     resource_account = arn_account(resource)
+    if resource_account is None and use is not None and use.resource == resource:
+        resource_account = use.resource_account
     if resource_account is None and service == "s3":
-        resource_account = s3_bucket_owner(event) or (use.resource_account if use is not None else None)
+        resource_account = s3_bucket_owner(event, resource) or (use.resource_account if use is not None else None)
     if resource_account is None and use is not None:
         resource_account = use.resource_account
 
@@ -248,7 +261,31 @@ def build_request(event: Event, parsed: ParsedMessage, decoded: Mapping[str, Any
     )
     inferred = tuple(u for u in getattr(uses, "inferred", ()) if u.action.lower().startswith("kms:")) if uses else ()
     return Built(request=request, missing=tuple(missing), notes=tuple(notes), inferred_kms=inferred,
-                 alternatives=tuple(alternatives))
+                 alternatives=tuple(alternatives), others=_other_uses(uses, request))
+
+
+def _other_uses(uses: Any, request: Request) -> tuple[Request, ...]:
+    """The call's observed uses besides ``request``, as requests of the same caller and context.
+
+    Inferred non-KMS uses (PassRole) are checked too: the call fails when they are refused. Uses of the
+    request's own action are its ``alternatives`` (several resources of one action), handled apart."""
+    if uses is None:
+        return ()
+    out: list[Request] = []
+    seen = {(request.action.lower(), request.resource)}
+    candidates = tuple(getattr(uses, "uses", ())) + tuple(
+        u for u in getattr(uses, "inferred", ()) if not u.action.lower().startswith("kms:"))
+    for u in candidates:
+        key = (u.action.lower(), u.resource)
+        if key in seen or u.action.lower() == request.action.lower() or not u.resource:
+            continue
+        seen.add(key)
+        account = u.resource_account or arn_account(u.resource)
+        out.append(Request(principal=request.principal, principal_account=request.principal_account,
+                           action=canonical_action(u.action), resource=u.resource,
+                           resource_account=account if account and account != request.principal_account else None,
+                           context=request.context, session_arn=request.session_arn))
+    return tuple(out)
 
 
 def kms_key_for(event: Event, parsed: ParsedMessage, inferred: Iterable[Any] = ()) -> str | None:
