@@ -112,7 +112,10 @@ def test_cross_account_upload_needs_identity_bucket_and_key_policy() -> None:
                    "Action": "kms:GenerateDataKey", "Resource": "*",
                    "Condition": {"StringEquals": {"kms:CallerAccount": A,
                                                   "kms:ViaService": "s3.us-east-1.amazonaws.com"}}}
-    assert [f.code for f in ps.findings] == ["NO_TRUST_EVIDENCE"]
+    assert [f.code for f in ps.findings] == ["KEY_POLICY_RESOURCE", "NO_TRUST_EVIDENCE"]
+    assert findings(ps, "KEY_POLICY_RESOURCE") == [
+        f'{KEY_B}: its key policy says "Resource": "*", which in a key policy means this key only'
+        " (a key policy applies to its own key; AWS KMS developer guide, key policies)"]
 
 
 def test_upload_without_the_acl_header_gets_no_acl_condition() -> None:

@@ -345,6 +345,9 @@ def _key_policies(granted: list[tuple[GraphUse, tuple[Condition, ...]]], kinds: 
                 stmt["Sid"] = "KeyUse" + stmt["Sid"].removeprefix("Kms")
                 statements.append(stmt)
         unique_sids(statements)
+        findings.add("KEY_POLICY_RESOURCE",
+                     f'{key_arn}: its key policy says "Resource": "*", which in a key policy means this key only'
+                     " (a key policy applies to its own key; AWS KMS developer guide, key policies)", ())
         out.append(ResourcePolicy(resource=key_arn, kind="kms-key", policy=document(statements), account=account))
     return out
 
