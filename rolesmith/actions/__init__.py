@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from functools import cache, lru_cache
+from hashlib import blake2b as _digest
 
 from rolesmith.actions import dataset, via as _via
 from rolesmith.actions.builder import Ctx
@@ -113,18 +114,20 @@ def _fingerprint(event: Event) -> tuple | None:
         return None
     principal = event.principal
     try:
-        return (
-            event.source, event.name, event.event_type, event.region, event.partition, event.account,
-            # IAM calls without a user name act on the calling user: the principal is an input.
-            (principal.kind, principal.arn, principal.account) if principal is not None else None,
-            event.invoked_by,
-            orjson.dumps(event.request) if event.request else b"",
-            orjson.dumps(event.response) if event.response else b"",
-            orjson.dumps(event.additional) if event.additional else b"",
-            orjson.dumps(event.resources) if event.resources else b"",
-        )
+        # The JSON-shaped inputs go into the key as one 128-bit digest of their serialisation, not as
+        # the serialisation itself: orjson's output buffers run to kilobytes each, so keeping them made
+        # the memo the pipeline's largest memory user. A blake2b-128 collision is not a practical risk.
+        payload = orjson.dumps((event.request or None, event.response or None, event.additional or None,
+                                event.resources or None))
     except TypeError:  # not JSON-shaped (a hand-built Mapping type): just don't memoise
         return None
+    return (
+        event.source, event.name, event.event_type, event.region, event.partition, event.account,
+        # IAM calls without a user name act on the calling user: the principal is an input.
+        (principal.kind, principal.arn, principal.account) if principal is not None else None,
+        event.invoked_by,
+        _digest(payload, digest_size=16).digest(),
+    )
 
 
 def uses_for(event: Event) -> EventUses:
