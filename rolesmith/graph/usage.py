@@ -420,51 +420,74 @@ class UsageGraph:
         return self._links
 
     def _compute_links(self) -> dict[UseKey, UseKey]:
-        # Index client calls by their context ARNs (own resource, its bucket — S3 Bucket Keys put the
-        # bucket ARN in the encryption context — and roles the call passed), so each invoked use only
-        # meets the calls that share one of its ARNs.
-        by_context: dict[str, list[tuple[UseKey, list[Any]]]] = {}
+        # Index client calls by (context ARN, principal): context ARNs are the call's own resource,
+        # its bucket (S3 Bucket Keys put the bucket ARN in the encryption context) and roles the call
+        # passed. An invoked use only links to its own principal's calls, except through the role it
+        # runs as (a role passed to a service), so it meets just the candidates that can win, instead
+        # of every call on a shared bucket. Rank and service prefix are computed once per call.
+        invoked = [key for key, s in self._by_key.items() if key.via is not None and s.match]
+        if not invoked:
+            return {}
+        by_context: dict[tuple[str, str], list[tuple[UseKey, list[Any], str, int]]] = {}
+        principals = self._principals
+        by_role: dict[str, list[tuple[UseKey, list[Any], str, int]]] = {}  # context ARNs that are principals
         for key, s in self._by_key.items():
             if key.via is not None:
                 continue
-            span = [s.first, s.last]
-            if key.resource != "*":
-                by_context.setdefault(key.resource, []).append((key, span))
-                bucket = _bucket_of(key.resource)
-                if bucket is not None and "/" in key.resource.split(":::", 1)[1]:
-                    partition = key.resource.split(":", 2)[1]
-                    by_context.setdefault(f"arn:{partition}:s3:::{bucket}", []).append((key, span))
-            for arn, cspan in (s.contexts or {}).items():
-                by_context.setdefault(arn, []).append((key, cspan))
+            service, _, name = key.action.partition(":")
+            rank = _data_rank_parts(key.action, name)
+            entry = (key, [s.first, s.last], service, rank)
+            who = key.principal
+            resource = key.resource
+            if resource != "*":
+                by_context.setdefault((resource, who), []).append(entry)
+                if resource in principals:
+                    by_role.setdefault(resource, []).append(entry)
+                if resource.startswith("arn:") and ":s3:::" in resource:
+                    rest = resource.split(":::", 1)[1]
+                    bucket, slash, _ = rest.partition("/")
+                    if bucket and slash:
+                        partition = resource.split(":", 2)[1]
+                        barn = f"arn:{partition}:s3:::{bucket}"
+                        by_context.setdefault((barn, who), []).append(entry)
+                        if barn in principals:
+                            by_role.setdefault(barn, []).append(entry)
+            if s.contexts:
+                for arn, cspan in s.contexts.items():
+                    centry = (key, cspan, service, rank)
+                    by_context.setdefault((arn, who), []).append(centry)
+                    if arn in principals:
+                        by_role.setdefault(arn, []).append(centry)
         links: dict[UseKey, UseKey] = {}
-        for key in sorted(self._by_key, key=_sort_key):
+        for key in sorted(invoked, key=_sort_key):
             stats = self._by_key[key]
-            if key.via is None or not stats.match:
-                continue
-            service = _via_service(key.via)
+            service = _via_service(key.via or "")
+            me = key.principal
             best: tuple[Any, ...] | None = None
-            for arn, span in stats.match.items():
-                for cand, cspan in by_context.get(arn, ()):
-                    if service is not None and cand.action.split(":", 1)[0] != service:
+            best_cand: UseKey | None = None
+            for arn, span in stats.match.items():  # type: ignore[union-attr]
+                for cand, cspan, cservice, rank in by_context.get((arn, me), ()):
+                    if service is not None and cservice != service:
                         continue
-                    same = cand.principal == key.principal
-                    if same:
-                        gap = _distance(span, cspan)
-                        if gap > LINK_WINDOW_S:
-                            continue
-                    elif arn == key.principal:
-                        # A role passed to a service: the service's calls follow the passing call.
-                        if None not in (cspan[0], span[1]) and cspan[0] > span[1]:
-                            continue
-                        gap = 0.0
-                    else:
+                    gap = _distance(span, cspan)
+                    if gap > LINK_WINDOW_S:
                         continue
-                    score = (0 if cand.resource == arn else 1, _data_rank(cand.action), gap, 0 if same else 1,
-                             _sort_key(cand))
-                    if best is None or score < best[0]:
-                        best = (score, cand)
-            if best is not None:
-                links[key] = best[1]
+                    score = (0 if cand.resource == arn else 1, rank, gap, 0)
+                    if best is None or score < best or (score == best and _sort_key(cand) < _sort_key(best_cand)):
+                        best, best_cand = score, cand
+                if arn != me:
+                    continue
+                for cand, cspan, cservice, rank in by_role.get(arn, ()):
+                    if cand.principal == me or (service is not None and cservice != service):
+                        continue  # same-principal calls were scored above
+                    # A role passed to a service: the service's calls follow the passing call.
+                    if None not in (cspan[0], span[1]) and cspan[0] > span[1]:
+                        continue
+                    score = (0 if cand.resource == arn else 1, rank, 0.0, 1)
+                    if best is None or score < best or (score == best and _sort_key(cand) < _sort_key(best_cand)):
+                        best, best_cand = score, cand
+            if best_cand is not None:
+                links[key] = best_cand
         return links
 
 
@@ -482,9 +505,13 @@ _DATA_ACTIONS = frozenset({
 
 
 def _data_rank(action: str) -> int:
+    return _data_rank_parts(action, action.split(":", 1)[1])
+
+
+def _data_rank_parts(action: str, name: str) -> int:
     if action in _DATA_ACTIONS:
         return 0
-    return 2 if action.split(":", 1)[1].startswith(("Describe", "List", "Head", "GetResourcePolicy")) else 1
+    return 2 if name.startswith(("Describe", "List", "Head", "GetResourcePolicy")) else 1
 
 
 def _sort_key(key: UseKey) -> tuple[Any, ...]:
