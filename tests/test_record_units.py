@@ -19,7 +19,7 @@ from rolesmith.record.decode import decode
 from rolesmith.record.identity import identity_from_arn
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "record"
-CASES = json.loads((FIXTURES / "decode_cases.json").read_text())["cases"]
+CASES = json.loads((FIXTURES.parent / "trail" / "wire_cases.json").read_text())["cases"]
 HOOK_DIR = Path(__file__).parent.parent / "rolesmith" / "record" / "hook"
 
 
@@ -63,7 +63,7 @@ def test_request_parameters_use_cloudtrail_casing():
     ("rds", "CreateDBInstance", {"DBInstanceIdentifier": "d", "DBInstanceClass": "c", "Engine": "e",
                                  "MasterUserPassword": "hunter2"}, "masterUserPassword"),
     ("unknownservice", "Anything", {"Nested": {"ClientSecret": "hunter2"}}, None),
-    # The workload's data, like object bodies: dropped, not redacted.
+    # The workload's data: redacted (its member named, never its value).
     ("sqs", "SendMessage", {"QueueUrl": "q", "MessageBody": "hunter2"}, None),
     ("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": [{"Id": "1", "MessageBody": "hunter2"}]}, None),
     ("dynamodb", "PutItem", {"TableName": "t", "Item": {"pk": {"S": "hunter2"}}}, None),
