@@ -174,10 +174,10 @@ def record(out_dir: Path, capture: str, cloudtrail: bool | None, cloudtrail_wait
     finally:
         if bar:
             bar[0].__exit__(None, None, None)
+    if result.outputs:  # the policies first, so the summary (and where they are) is what the user sees last
+        click.echo(result.outputs[0].read_text(encoding="utf-8"), nl=False)
     for line in result.summary_lines():
         click.echo(line, err=True)
-    if result.outputs:
-        click.echo(result.outputs[0].read_text(encoding="utf-8"), nl=False)
     if result.signal is not None:
         import signal as _signal
 

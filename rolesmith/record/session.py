@@ -86,7 +86,7 @@ class RecordResult:
         lines.append(f"unobserved services/actions (Access Advisor): {len(unobserved)}")
         lines += [f"  {f.message}" for f in unobserved]
         lines += list(self.notes)
-        lines += [str(p) for p in self.outputs]
+        lines += [f"wrote {p}" for p in self.outputs]
         return lines
 
 

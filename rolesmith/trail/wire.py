@@ -112,11 +112,6 @@ def event_source(model: ServiceModel) -> str:
     return f"{model.endpoint_prefix}.amazonaws.com"
 
 
-@cache
-def _target_index(name: str) -> Mapping[str, str]:
-    return {op: op for op in service_model(name).operation_names}
-
-
 _HEADER = "\0header:"  # marks a required header among a route's required query keys
 
 
