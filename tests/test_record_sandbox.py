@@ -48,6 +48,9 @@ def test_sandbox_run_includes_indirect_uses(tmp_path, case):
     assert sorted(result.indirect) == sorted(case["indirect"])
     text = (out / "recording.jsonl").read_text()
     assert "sessionToken" not in text
+    # Every captured call met its server record, in whichever account's trail it is (MediaReader's in 555…).
+    assert {json.loads(line)["additionalEventData"]["rolesmith"] for line in text.splitlines()} <= {
+        "hook+cloudtrail", "cloudtrail"}
     # A service's AssumeRole only leads to its session's calls; it is not the workload's.
     assert not [line for line in text.splitlines() if json.loads(line)["userIdentity"].get("type") == "AWSService"]
 

@@ -29,6 +29,8 @@ class Endpoint:
     # Credentials for rolesmith's own calls (LookupEvents, Access Advisor, GetCallerIdentity), when
     # the workload's own may not make them (an enforcing sandbox); None: the workload's.
     operator_env: dict[str, str] | None = None
+    # The same for another account of the endpoint (its CloudTrail is per account); None: one account.
+    operator_env_for: Callable[[str], dict[str, str]] | None = None
     stop: Callable[[], None] = lambda: None
 
 
@@ -41,7 +43,8 @@ def start_endpoint(scenario: Path | None) -> Endpoint:
         env = handle.env_for(handle.default_principal)
         operator = getattr(handle, "operator_env", None)
         return Endpoint(url=handle.endpoint_url, env=env, stop=handle.stop,
-                        operator_env=operator() if callable(operator) else None)
+                        operator_env=operator() if callable(operator) else None,
+                        operator_env_for=operator if callable(operator) else None)
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as err:

@@ -168,6 +168,8 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         if options.cloudtrail or options.cloudtrail_bucket or sandbox_trail:
             wait = 0.0 if endpoint is not None else options.cloudtrail_wait
             records = _server_side(records, started, ended, options, client_factory, aws_env, wait)
+            if sandbox_trail and endpoint is not None and endpoint.operator_env_for is not None:
+                records = _other_accounts(records, started, ended, client_factory, workload_env, endpoint.operator_env_for)
             _rewrite(path, records)
             counts["cloudtrail"] = sum(1 for r in records
                                        if (r.get("additionalEventData") or {}).get("rolesmith") == "cloudtrail")
@@ -288,6 +290,27 @@ def _server_side(records: list[dict[str, Any]], started: float, ended: float,
             server += lookup_events(client, session_keys, started, ended, wait=0.0, expected=lambda _: True,
                                     **poll)  # type: ignore[arg-type]
     return merge(records, server)
+
+
+def _other_accounts(records: list[dict[str, Any]], started: float, ended: float,
+                    client_factory: Callable[[str, Mapping[str, str]], Any], env: Mapping[str, str],
+                    operator_env_for: Callable[[str], dict[str, str]]) -> list[dict[str, Any]]:
+    """Calls the run made in other accounts of the sandbox (a role it assumed there) are in those
+    accounts' trails: look their keys up there, as an administrator of each."""
+    from rolesmith.record.cloudtrail import lookup_events, merge
+
+    pending: dict[str, set[str]] = {}
+    for rec in records:
+        ui = rec.get("userIdentity") or {}
+        if "cloudtrail" not in str((rec.get("additionalEventData") or {}).get("rolesmith", "")) \
+                and ui.get("accountId") and ui.get("accessKeyId"):
+            pending.setdefault(ui["accountId"], set()).add(ui["accessKeyId"])
+    for account, keys in sorted(pending.items()):
+        client = client_factory("cloudtrail", {**env, **operator_env_for(account)})
+        server = _not_own(lookup_events(client, sorted(keys), started, ended, wait=0.0, expected=lambda _: True,
+                                        sleep=time.sleep, clock=time.time))
+        records = merge(records, server)
+    return records
 
 
 def _not_own(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
