@@ -328,6 +328,7 @@ def _job(mode: str, root: Path) -> dict[str, Any]:
     """Run one measured job in this process (imports happen before the clock starts)."""
     label = mode
     work: Callable[[], int]
+    extra: dict[str, Any] = {}
     if mode == "json":
         work = lambda: sum(len(json.loads(gzip.open(p).read())["Records"]) for p in _trail_files(root))  # noqa: E731
     elif mode == "orjson":
@@ -356,7 +357,12 @@ def _job(mode: str, root: Path) -> dict[str, Any]:
 
         else:
             label = "build_policies"
-            work = lambda: build_policies([root], BuildOptions()).report.events  # noqa: E731
+
+            def work() -> int:
+                result = build_policies([root], BuildOptions())
+                # Memory is meant to follow distinct uses, not events: report them beside the peak.
+                extra["distinct_uses"] = len(result.graph._by_key)  # no public count; uses() would copy all
+                return result.report.events
     else:
         raise SystemExit(f"unknown job {mode}")
     # CPU seconds, not wall time: the bench machine is shared, and the jobs run minutes apart, so
@@ -364,7 +370,8 @@ def _job(mode: str, root: Path) -> dict[str, Any]:
     t0, w0 = time.process_time(), time.perf_counter()
     n = work()
     seconds, wall = time.process_time() - t0, time.perf_counter() - w0
-    return {"job": label, "events": n, "seconds": seconds, "wall_seconds": wall, "peak_rss_mb": _peak_rss_mb()}
+    return {"job": label, "events": n, "seconds": seconds, "wall_seconds": wall, "peak_rss_mb": _peak_rss_mb(),
+            **extra}
 
 
 def _peak_rss_mb() -> float:
@@ -508,7 +515,9 @@ def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 continue
             r["events_per_s"] = r["events"] / r["seconds"]
             results[f"{mode}/{size}"] = r
-            print(f"  {mode:9} {size:5}: {r['events_per_s']:>10,.0f} events/s, peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            uses = f", {r['distinct_uses']:,} distinct uses" if "distinct_uses" in r else ""
+            print(f"  {mode:9} {size:5}: {r['events_per_s']:>10,.0f} events/s, peak {r['peak_rss_mb']:.0f} MB{uses}",
+                  file=sys.stderr)
     if not args.no_trailscraper:
         for size in ("small", "large") if args.trailscraper_full else ("small",):
             r = _run_trailscraper(trails[size], sizes[size])
