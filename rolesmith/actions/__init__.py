@@ -109,6 +109,13 @@ def _memo() -> _Memo:
     return _Memo()
 
 
+# The only additionalEventData fields the mapping reads (rolesmith/actions/services/s3.py, _sse_kms).
+# Keying on these instead of the whole object is what lets S3 data events hit the memo at all: each
+# one logs its own x-amz-id-2 and byte counts there. A rule that starts reading another field of
+# ``event.additional`` must add it here.
+_ADDITIONAL_READ = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "SSEApplied")
+
+
 def _fingerprint(event: Event) -> tuple | None:
     try:
         import orjson
@@ -119,9 +126,11 @@ def _fingerprint(event: Event) -> tuple | None:
         # The JSON-shaped inputs go into the key as one 128-bit digest of their serialisation, not as
         # the serialisation itself: orjson's output buffers run to kilobytes each, so keeping them made
         # the memo the pipeline's largest memory user. A blake2b-128 collision is not a practical risk.
-        payload = orjson.dumps((event.request or None, event.response or None, event.additional or None,
+        additional = event.additional
+        payload = orjson.dumps((event.request or None, event.response or None,
+                                [additional.get(k) for k in _ADDITIONAL_READ] if additional else None,
                                 event.resources or None))
-    except TypeError:  # not JSON-shaped (a hand-built Mapping type): just don't memoise
+    except (TypeError, AttributeError):  # not JSON-shaped (a hand-built Mapping type): just don't memoise
         return None
     return (
         event.source, event.name, event.event_type, event.region, event.partition, event.account,
