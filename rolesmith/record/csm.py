@@ -15,18 +15,18 @@ import threading
 import time
 from typing import Callable
 
-from rolesmith.record import models
+from rolesmith.trail import wire
 from rolesmith.record.recording import Call
 
 
 @functools.cache
 def service_for_id(service_id: str) -> str | None:
     hyphenized = service_id.replace(" ", "-").lower()
-    model = models.service_model(hyphenized)
+    model = wire.find_service_model(hyphenized)
     if model is not None:
         return model.service_name
-    for name in models.available_services():
-        candidate = models.service_model(name)
+    for name in wire.available_services():
+        candidate = wire.find_service_model(name)
         if candidate is not None and candidate.service_id.hyphenize() == hyphenized:
             return name
     return None

@@ -21,7 +21,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from rolesmith.record.ca import RunCA
-from rolesmith.record.decode import decode
+from rolesmith.trail.wire import DecodeError, decode
 from rolesmith.record.recording import Call
 
 log = logging.getLogger(__name__)
@@ -230,15 +230,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         host = headers.get("host", "")
         try:
-            decoded = decode(self.command, self.path, host, headers, body)
+            decoded = decode(self.command, self.path, headers, body, host=host)
+        except DecodeError:  # not a SigV4-signed AWS call: forwarded all the same, nothing to record
+            return
         except Exception:  # a request we cannot decode is still forwarded; never fail the workload
             log.debug("proxy: could not decode %s %s", self.command, self.path, exc_info=True)
             return
-        if decoded is None:
-            return
         self.server.on_call(Call(
             method="proxy", service=decoded.service, operation=decoded.operation, params=decoded.params,
-            region=decoded.region, access_key_id=decoded.access_key_id, status=status, error_code=code,
+            region=decoded.region, access_key_id=decoded.access_key, status=status, error_code=code,
             error_message=message, request_id=request_id, time=started,
             signatures=(decoded.signature,) if decoded.signature else (),
             host=host.split(":", 1)[0] if decoded.service == "s3" and self._tls_target else None,

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from rolesmith.record import models
+from rolesmith.trail import wire
 
 log = logging.getLogger(__name__)
 EVENT_VERSION = "1.09"
@@ -64,14 +64,14 @@ def _resources(call: Call, params: Mapping[str, Any], account: str | None, regio
 
 
 def to_record(call: Call, identity: Mapping[str, Any] | None) -> dict[str, Any]:
-    model = models.service_model(call.service)
-    source = call.source or (models.event_source(model) if model else f"{call.service}.amazonaws.com")
+    model = wire.find_service_model(call.service)
+    source = call.source or (wire.event_source(model) if model else f"{call.service}.amazonaws.com")
     account = (identity or {}).get("accountId")
     region = call.region or "us-east-1"
-    params = models.to_request_parameters(call.service, call.operation, call.params)
+    params = wire.to_request_parameters(call.service, call.operation, call.params)
     if call.service == "s3" and call.host:
         params.setdefault("Host", call.host)
-    op = models.operation_model(call.service, call.operation)
+    op = wire.operation_model(call.service, call.operation)
     read_only = None
     if op is not None:
         read_only = call.operation.startswith(("Get", "List", "Describe", "Head", "Lookup", "Search", "Scan", "Query"))

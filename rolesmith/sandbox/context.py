@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from rolesmith.sandbox.auth import Identity
-from rolesmith.sandbox.decode import Call
+from rolesmith.trail.wire import Call
 
 _S3_HEADER_KEYS = ("x-amz-acl", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
                    "x-amz-copy-source", "x-amz-metadata-directive", "x-amz-storage-class",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from rolesmith.sandbox.auth import Identity
-from rolesmith.sandbox.decode import Call
+from rolesmith.trail.wire import Call
 from rolesmith.sandbox.enforce import Check
 from rolesmith.sandbox.world import KeyState, ObjectInfo, World
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from rolesmith.sandbox import effects
 from rolesmith.sandbox.auth import Identity
-from rolesmith.sandbox.decode import Call
+from rolesmith.trail.wire import Call
 from rolesmith.sandbox.effects import Inner
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from rolesmith.sandbox.decode import Call
+from rolesmith.trail.wire import Call
 
 _XML = "text/xml"
 

@@ -18,7 +18,7 @@ from rolesmith.sandbox import effects, emr, errors, sts
 from rolesmith.sandbox.auth import Credentials, Identity, signature_matches
 from rolesmith.sandbox.cloudtrail import Trail, make_record, resource_entries
 from rolesmith.sandbox.context import request_context
-from rolesmith.sandbox.decode import Call, DecodeError, api_parameters, cloudtrail_parameters, decode, service_model, event_source
+from rolesmith.trail.wire import Call, DecodeError, api_parameters, cloudtrail_parameters, decode, service_model, event_source
 from rolesmith.sandbox.errors import Response
 from rolesmith.sandbox.enforce import Check, Refusal, authorize, authorize_all, base_context
 from rolesmith.sandbox.world import World

@@ -230,7 +230,7 @@ def _warm(scenario: Scenario, moto: Any) -> None:
     try:
         from rolesmith.actions import uses_for  # noqa: F401
         from rolesmith.evaluator import evaluate  # noqa: F401
-        from rolesmith.sandbox.decode import service_model
+        from rolesmith.trail.wire import service_model
 
         services = ["sts"] + (["s3"] if scenario.buckets else []) + (["kms"] if scenario.keys else []) \
             + (["sqs"] if scenario.queues else [])

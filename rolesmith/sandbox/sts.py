@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rolesmith.sandbox.auth import Identity
 from rolesmith.sandbox.cloudtrail import iso
-from rolesmith.sandbox.decode import Call
+from rolesmith.trail.wire import Call
 from rolesmith.sandbox.enforce import Check
 from rolesmith.sandbox.errors import Response, client_error
 
