@@ -210,3 +210,20 @@ def test_merge_falls_back_to_time_and_key_when_request_ids_differ():
     merged = merge(client, server)
     assert [(r["eventID"], r["additionalEventData"]["rolesmith"]) for r in merged] == [
         ("e1", "proxy+cloudtrail"), ("e2", "cloudtrail")]
+
+
+def test_merge_never_joins_a_record_twice():
+    # Two identical calls a second apart; the first was joined by an earlier lookup (another account's
+    # trail). A later merge must give the remaining server record to the unjoined twin, not to the
+    # already-joined record (seen as 'hook+cloudtrail+cloudtrail' plus a stray 'hook' record).
+    joined = {"eventSource": "elasticmapreduce.amazonaws.com", "eventName": "RunJobFlow", "requestID": "c1",
+              "eventTime": "2024-05-01T10:00:00Z", "userIdentity": {"accessKeyId": "AKIA1"}, "eventID": "s1",
+              "additionalEventData": {"rolesmith": "hook+cloudtrail"}}
+    twin = {"eventSource": "elasticmapreduce.amazonaws.com", "eventName": "RunJobFlow", "requestID": "c2",
+            "eventTime": "2024-05-01T10:00:01Z", "userIdentity": {"accessKeyId": "AKIA1"},
+            "additionalEventData": {"rolesmith": "hook"}}
+    server = [{"eventSource": "elasticmapreduce.amazonaws.com", "eventName": "RunJobFlow", "requestID": "s-2",
+               "eventTime": "2024-05-01T10:00:00Z", "userIdentity": {"accessKeyId": "AKIA1"}, "eventID": "s2"}]
+    merged = merge([joined, twin], server)
+    assert sorted((r["eventID"], r["additionalEventData"]["rolesmith"]) for r in merged) == [
+        ("s1", "hook+cloudtrail"), ("s2", "hook+cloudtrail")]

@@ -219,6 +219,12 @@ def merge(client_records: Sequence[dict[str, Any]], server_records: Sequence[dic
     used: set[int] = set()
     merged: list[dict[str, Any]] = []
     for rec in client_records:
+        method = (rec.get("additionalEventData") or {}).get("rolesmith", "client")
+        if "cloudtrail" in method.split("+"):
+            # Already joined by an earlier lookup (another account's trail, a service session's): joining
+            # it again would steal the server record of a twin call that is still unjoined.
+            merged.append(rec)
+            continue
         match = by_request.get((rec.get("requestID") or "", rec.get("eventName", "")))
         if match is None or id(match) in used:
             match = _near(rec, server_records, used)
@@ -226,7 +232,6 @@ def merge(client_records: Sequence[dict[str, Any]], server_records: Sequence[dic
             merged.append(rec)
             continue
         used.add(id(match))
-        method = (rec.get("additionalEventData") or {}).get("rolesmith", "client")
         combined = dict(match)
         combined["additionalEventData"] = {**(match.get("additionalEventData") or {}), "rolesmith": f"{method}+cloudtrail"}
         merged.append(combined)
