@@ -30,17 +30,6 @@ JOB = "6b1f1b2e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"  # JobId is a UUID (min length 36)
 ROLE = "arn:aws:iam::123456789012:role/report-writer"
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def aws_env(moto_url):
     urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).read()
