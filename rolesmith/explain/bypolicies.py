@@ -1,12 +1,6 @@
 """Reasons from evaluating the policies in force (``--policies DIR`` or ``--live``).
 
-Layers and their codes follow "Policy evaluation logic" and "Cross-account policy evaluation logic"
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html,
-https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html):
-same account, an identity *or* a resource-policy allow suffices; cross-account, both must allow; KMS key
-policies and role trust policies must allow by themselves; SCPs, RCPs, boundaries and session policies
-only filter. Message parsing follows
-https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html.
+The layer semantics and the documents they follow are described in ``rolesmith.explain.core``.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def merge(grants: Iterable[Grant], *, principal: Mapping[str, Any] | None = None
     return out
 
 
-def _letters(n: int) -> str:
+def letter_suffix(n: int) -> str:
     """1 -> A, 2 -> B, …, 27 -> AA: a suffix that cannot be confused with a digit in a name like S3."""
     out = ""
     while n:
@@ -95,7 +95,7 @@ def unique_sids(statements: list[dict[str, Any]]) -> None:
         if sid is None or seen[sid] == 1:
             continue
         counters[sid] = counters.get(sid, 0) + 1
-        stmt["Sid"] = sid + _letters(counters[sid])
+        stmt["Sid"] = sid + letter_suffix(counters[sid])
 
 
 def document(statements: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rolesmith.policies.model import PolicySet
+from rolesmith.policies.statements import letter_suffix
 
 _ACCOUNT = re.compile(r"\b\d{12}\b")
 _ROLE_OR_USER = re.compile(r"^arn:([^:]+):iam::(\d{12}):(role|user)/(.*/)?([^/]+)$")
@@ -51,7 +52,7 @@ class Parameters:
 
     def account(self, account_id: str) -> str:
         if account_id not in self.accounts:
-            letter = _letters(len(self.accounts) + 1)
+            letter = letter_suffix(len(self.accounts) + 1)
             self.accounts[account_id] = self._new(
                 f"Account{letter}", account_id, f"AWS account id (account {account_id} in the trail)"
             )
@@ -65,14 +66,6 @@ class Parameters:
             base = ("Key" + base if kind == "key" else base) + label
             self.names[key] = self._new(base[:255], value, f"{label} ({value} in the trail)")
         return self.names[key]
-
-
-def _letters(n: int) -> str:
-    out = ""
-    while n:
-        n, rem = divmod(n - 1, 26)
-        out = chr(ord("A") + rem) + out
-    return out
 
 
 class _Subst:
