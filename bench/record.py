@@ -145,8 +145,6 @@ def main() -> None:
     env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{stub.server_address[1]}", AWS_ACCESS_KEY_ID="AKIABENCH",
                AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
                AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    import subprocess
-
     env["BENCH_DIRECT_URL"] = env["AWS_ENDPOINT_URL"]
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "workload.py"

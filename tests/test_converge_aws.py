@@ -43,15 +43,8 @@ def _state(iam) -> dict:
 
 
 @pytest.fixture
-def moto_session(monkeypatch):
-    from moto import mock_aws
-
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.Session(region_name="us-east-1")
+def moto_session(mocked_aws):
+    return mocked_aws
 
 
 def _fake_runs(monkeypatch, trail: Path, seen: list) -> None:

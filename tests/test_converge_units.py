@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 
 from rolesmith.converge import ConvergeOptions, converge, docs
@@ -81,19 +80,11 @@ def test_widen_created_ids_only_in_identity_fixes():
 
 
 @pytest.fixture
-def moto_session(monkeypatch):
-    from moto import mock_aws
-
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        session.client("iam").create_role(RoleName="report-writer", AssumeRolePolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "123456789012"},
-                                                     "Action": "sts:AssumeRole"}]}))
-        yield session
+def moto_session(mocked_aws):
+    mocked_aws.client("iam").create_role(RoleName="report-writer", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "123456789012"},
+                                                 "Action": "sts:AssumeRole"}]}))
+    return mocked_aws
 
 
 def test_resource_policies_restored_exactly(moto_session):
