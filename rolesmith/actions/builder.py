@@ -246,39 +246,21 @@ class Ctx:
         if info is None:
             raise KeyError(f"{action}: not in the Service Authorization Reference")
         name = info.name
+
+        def on(resource: str, *, part: bool = False) -> Use:
+            return Use(action=name, resource=resource, resource_account=self.account_for(resource),
+                       conditions=conditions, inferred_by=inferred_by, via=via, partial=partial or part)
+
+        # IAM evaluates these against "*": no account, never partial.
+        unscoped = Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via)
         if not info.resource_types:
-            return (
-                Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via),
-            )
+            return (unscoped,)
         if arn is not None:
-            return (
-                Use(
-                    action=name,
-                    resource=arn,
-                    resource_account=self.account_for(arn),
-                    conditions=conditions,
-                    inferred_by=inferred_by,
-                    via=via,
-                    partial=partial,
-                ),
-            )
+            return (on(arn),)
         if values is None and rtype is None and self._names_no_optional_resource(info):
             self._note(_star_note(info))
-            return (Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via),)
-        out: list[Use] = []
-        for arn_, part in self.resolve(info, values=values, rtype=rtype):
-            out.append(
-                Use(
-                    action=name,
-                    resource=arn_,
-                    resource_account=self.account_for(arn_),
-                    conditions=conditions,
-                    inferred_by=inferred_by,
-                    via=via,
-                    partial=partial or part,
-                )
-            )
-        return tuple(out)
+            return (unscoped,)
+        return tuple(on(arn_, part=part) for arn_, part in self.resolve(info, values=values, rtype=rtype))
 
     def resolve(
         self,
