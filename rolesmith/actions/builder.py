@@ -251,15 +251,16 @@ class Ctx:
             return Use(action=name, resource=resource, resource_account=self.account_for(resource),
                        conditions=conditions, inferred_by=inferred_by, via=via, partial=partial or part)
 
-        # IAM evaluates these against "*": no account, never partial.
-        unscoped = Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via)
+        def unscoped() -> Use:  # IAM evaluates these against "*": no account, never partial
+            return Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via)
+
         if not info.resource_types:
-            return (unscoped,)
+            return (unscoped(),)
         if arn is not None:
             return (on(arn),)
         if values is None and rtype is None and self._names_no_optional_resource(info):
             self._note(_star_note(info))
-            return (unscoped,)
+            return (unscoped(),)
         return tuple(on(arn_, part=part) for arn_, part in self.resolve(info, values=values, rtype=rtype))
 
     def resolve(
