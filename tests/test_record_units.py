@@ -220,3 +220,20 @@ def test_recorder_keeps_one_record_per_request(tmp_path):
     got = sorted((r["requestParameters"]["key"], r["additionalEventData"]["rolesmith"]) for r in lines)
     assert got == [("four", "hook"), ("one", "hook"), ("three", "hook"), ("two", "hook"), ("two", "proxy")]
     assert recorder.counts == {"hook": 4, "proxy": 1}
+
+
+def test_a_hook_copy_arriving_after_the_hold_is_not_a_second_record(tmp_path):
+    # On a loaded machine the hook's message can trail the proxy's hold: the proxy copy is written
+    # then, and the late hook copy of the same request must not be recorded again.
+    recorder, writer = _recorder(tmp_path, hold=0.05)
+    recorder.add(_call("proxy", rid="r1", sigs=["s1"], key="late"))
+    deadline = time.monotonic() + 5
+    while not recorder.counts.get("proxy") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    recorder.add(_call("hook", rid="r1", sigs=["s1"], key="late"))
+    recorder.add(_call("hook", rid="r2", sigs=["s2"], key="other"))
+    recorder.stop()
+    writer.close()
+    lines = [json.loads(line) for line in (tmp_path / "recording.jsonl").read_text().splitlines()]
+    assert sorted((r["requestParameters"]["key"], r["additionalEventData"]["rolesmith"]) for r in lines) == [
+        ("late", "proxy"), ("other", "hook")]

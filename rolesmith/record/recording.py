@@ -151,6 +151,19 @@ def _same_request(a: Call, b: Call) -> bool:
     return bool(set(a.signatures) & set(b.signatures))
 
 
+# How long a written proxy call still absorbs its hook copy.
+_LATE_WINDOW = 30.0
+
+
+def _take(pending: list[tuple[float, Call]], call: Call) -> bool:
+    """Remove the entry of ``pending`` that is the same request as ``call``; True if there was one."""
+    for i, (_, other) in enumerate(pending):
+        if _same_request(call, other):
+            del pending[i]
+            return True
+    return False
+
+
 class Recorder:
     """Turns calls from every capture method into records, once per request.
 
@@ -168,6 +181,9 @@ class Recorder:
         self._lock = threading.Lock()
         self._held: list[tuple[float, Call]] = []  # proxy calls waiting for their hook copy
         self._hooked: list[tuple[float, Call]] = []  # hook calls whose proxy copy has not arrived
+        # Proxy calls written after their hold expired: a hook copy arriving later (a loaded machine
+        # delays the hook's message) is the same request and must not become a second record.
+        self._late: list[tuple[float, Call]] = []
         self._queue: queue.Queue[Call | None] = queue.Queue()
         self.counts: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []
@@ -211,6 +227,8 @@ class Recorder:
     def add(self, call: Call) -> None:
         if self._hold > 0 and call.method in ("hook", "proxy"):
             with self._lock:
+                if call.method == "hook" and _take(self._late, call):
+                    return
                 if self._pair(call):
                     if call.method == "proxy":
                         return
@@ -229,12 +247,7 @@ class Recorder:
 
     def _pair(self, call: Call) -> bool:
         """Remove and report the other capture's copy of ``call``, if one is pending (lock held)."""
-        others = self._hooked if call.method == "proxy" else self._held
-        for i, (_, other) in enumerate(others):
-            if _same_request(call, other):
-                del others[i]
-                return True
-        return False
+        return _take(self._hooked if call.method == "proxy" else self._held, call)
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -242,6 +255,8 @@ class Recorder:
             due = [c for deadline, c in self._held if force or deadline <= now]
             self._held = [(d, c) for d, c in self._held if not (force or d <= now)]
             self._hooked = [(d, c) for d, c in self._hooked if d > now]
+            self._late = [(d, c) for d, c in self._late if d > now] + [(now + _LATE_WINDOW, c) for c in due]
+            del self._late[:-1000]
         for call in sorted(due, key=lambda c: c.time):
             self._emit(call)
 

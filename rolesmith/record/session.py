@@ -21,6 +21,9 @@ from rolesmith.record.recording import Recorder, RecordingWriter
 from rolesmith.record.runner import run
 
 log = logging.getLogger(__name__)
+# Seconds a proxy call waits for the hook's copy of the same request (the hook's parameters are
+# exact). The hook reports after the response, so on a loaded machine its copy can trail by a second.
+_HOOK_HOLD = 2.0
 Capture = Literal["auto", "hook", "proxy", "csm"]
 HOOK_DIR = Path(__file__).parent / "hook"
 OWN_USER_AGENT = "rolesmith-record"
@@ -147,7 +150,7 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
         methods = {"auto": ("hook", "proxy")}.get(options.capture, (options.capture,))
         writer = RecordingWriter(path)
         # Proxy calls wait for the hook's copy of the same request only when both capture.
-        recorder = Recorder(writer, resolver, hold=0.5 if {"hook", "proxy"} <= set(methods) else 0.0)
+        recorder = Recorder(writer, resolver, hold=_HOOK_HOLD if {"hook", "proxy"} <= set(methods) else 0.0)
         recorder.start()
         try:
             with contextlib.ExitStack() as captures:
