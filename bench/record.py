@@ -1,15 +1,18 @@
 """Per-call overhead of `rolesmith record`'s hook and proxy captures.
 
 One recorded run (``capture=auto``) of a workload that times N rounds of `s3.list_buckets()` made
-three ways against the same local endpoint (a minimal S3/STS stub on 127.0.0.1, so the endpoint's
-own latency is small and stable), interleaved call by call so that load drift on a shared machine
-hits them alike: a session with the hook's handlers removed talking to the stub directly (the
-unrecorded baseline), a hooked session talking to the stub directly (hook), and the unhooked
-session talking through the recording proxy (proxy). Overhead = mode percentile - baseline
-percentile, and the median of per-round paired differences. Targets: hook < 0.2 ms p50, proxy
-< 2 ms p50. Also: the hook handlers' own CPU cost, replayed on a captured call.
+three ways against the same local endpoint (a minimal S3/STS stub on 127.0.0.1 in its own process,
+so its latency is small and it shares no GIL with the recorder), interleaved call by call, the
+order rotating every round, so that load drift on a shared machine hits every mode alike: a session
+with the hook's handlers removed talking to the stub directly (the unrecorded baseline), a hooked
+session talking to the stub directly (hook), and the unhooked session talking through the recording
+proxy (proxy). Overhead = mode percentile - baseline percentile, and the median of the per-round
+paired differences (the figure least moved by load). The child's CPU time per call
+(``time.process_time``) is reported too: the hook's cost in the child without the scheduler's noise.
+Targets: hook < 0.2 ms p50, proxy < 2 ms p50. Also: the hook handlers' own cost, replayed on a
+captured call.
 
-    .venv/bin/python bench/record.py [--calls 400]
+    .venv/bin/python bench/record.py [--calls 1000] [--runs 1]
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,13 +46,18 @@ out, n = sys.argv[1], int(sys.argv[2])
 for c in clients.values():  # warm-up: connections, models, first-call paths
     for _ in range(10):
         c.list_buckets()
-times = {m: [] for m in clients}
-for _ in range(n):  # interleaved, so load drift on a shared machine hits every mode alike
-    for mode, c in clients.items():
-        t = time.perf_counter()
+modes = list(clients)
+times = {m: [] for m in modes}
+cpu = {m: [] for m in modes}
+for i in range(n):  # interleaved, order rotating, so load drift and position hit every mode alike
+    for mode in modes[i % 3:] + modes[:i % 3]:
+        c = clients[mode]
+        t, p = time.perf_counter(), time.process_time()
         c.list_buckets()
-        times[mode].append((time.perf_counter() - t) * 1000)
-json.dump(times, open(out, "w"))
+        p, t = time.process_time() - p, time.perf_counter() - t
+        times[mode].append(t * 1000)
+        cpu[mode].append(p * 1000)
+json.dump({"wall": times, "cpu": cpu}, open(out, "w"))
 '''
 
 LIST_BUCKETS = (b'<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
@@ -134,43 +141,91 @@ def hook_handler_cost(endpoint: str, iterations: int = 2000) -> float:
     return cost
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=400)
-    args = parser.parse_args()
+def serve_stub() -> None:
+    """The stub, in its own process: the recorder's threads must not delay its answers (GIL)."""
     stub = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
     stub.daemon_threads = True
-    threading.Thread(target=stub.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{stub.server_address[1]}", AWS_ACCESS_KEY_ID="AKIABENCH",
-               AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
-               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    env["BENCH_DIRECT_URL"] = env["AWS_ENDPOINT_URL"]
+    print(stub.server_address[1], flush=True)
+    stub.serve_forever()
+
+
+def start_stub() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, __file__, "--stub"], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())  # type: ignore[union-attr]
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def summarise(runs: list[dict[str, dict[str, list[float]]]]) -> dict[str, dict[str, float]]:
+    """Per mode: p50/p99 of the wall time and the CPU time, and the paired median differences."""
+    wall = {m: [v for r in runs for v in r["wall"][m]] for m in runs[0]["wall"]}
+    cpu = {m: [v for r in runs for v in r["cpu"][m]] for m in runs[0]["cpu"]}
+    out = {}
+    for mode in wall:
+        out[mode] = {
+            "p50": pct(wall[mode], 50), "p99": pct(wall[mode], 99), "cpu50": pct(cpu[mode], 50),
+            "paired": pct([m - b for m, b in zip(wall[mode], wall["baseline"])], 50),
+            "paired_cpu": pct([m - b for m, b in zip(cpu[mode], cpu["baseline"])], 50),
+        }
+    return out
+
+
+def run_once(calls: int, env: dict[str, str]) -> dict[str, dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "workload.py"
         script.write_text(WORKLOAD)
         timings = Path(tmp) / "timings.json"
-        command = [sys.executable, str(script), str(timings), str(args.calls)]
-        result = record(command, RecordOptions(out_dir=Path(os.environ.get("BENCH_OUT", Path(tmp) / "out")), capture="auto", env=env))
+        command = [sys.executable, str(script), str(timings), str(calls)]
+        out = Path(os.environ.get("BENCH_OUT", Path(tmp) / "out"))
+        result = record(command, RecordOptions(out_dir=out, capture="auto", env=env))
         assert result.exit_code == 0, result
         # Every hooked and every proxied call was recorded, once.
-        assert result.calls_by_method == {"hook": args.calls + 10, "proxy": args.calls + 10}, result.calls_by_method
-        results = json.loads(timings.read_text())
-    base = results["baseline"]
-    b50, b99 = pct(base, 50), pct(base, 99)
-    print(f"{args.calls} s3:ListBuckets calls per mode, interleaved in one workload, against a local stub; "
-          f"ms per call; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'mode':<10} {'p50':>8} {'p99':>8} {'+p50':>8} {'+p99':>8}  {'paired +p50':>11}  target(+p50)")
-    print(f"{'baseline':<10} {b50:8.3f} {b99:8.3f}")
-    for mode, target in (("hook", 0.2), ("proxy", 2.0)):
-        p50, p99 = pct(results[mode], 50), pct(results[mode], 99)
-        paired = pct([m - b for m, b in zip(results[mode], base)], 50)
-        ok = "ok" if paired < target else "MISSED"
-        print(f"{mode:<10} {p50:8.3f} {p99:8.3f} {p50 - b50:+8.3f} {p99 - b99:+8.3f}  {paired:+11.3f}  < {target} {ok}")
-    print(f"hook handlers' own cost per call (replayed in-process, incl. the loopback send): "
-          f"{hook_handler_cost(env['AWS_ENDPOINT_URL']):.1f} µs")
-    print(f"baseline stdev {statistics.pstdev(base):.3f} ms")
-    stub.shutdown()
+        assert result.calls_by_method == {"hook": calls + 10, "proxy": calls + 10}, result.calls_by_method
+        return json.loads(timings.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=1000, help="rounds of one call per mode")
+    parser.add_argument("--runs", type=int, default=1, help="recorded runs, pooled (each prints its own line)")
+    parser.add_argument("--stub", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stub:
+        serve_stub()
+        return
+    stub, url = start_stub()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="AKIABENCH", AWS_SECRET_ACCESS_KEY="bench",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        env["BENCH_DIRECT_URL"] = url
+        print(f"{args.calls} s3:ListBuckets calls per mode and run, interleaved in one recorded workload, against a "
+              f"local stub; ms per call; {os.cpu_count()} CPUs")
+        runs = []
+        for n in range(args.runs):
+            load = os.getloadavg()[0]
+            runs.append(run_once(args.calls, env))
+            s = summarise(runs[-1:])
+            print(f"run {n + 1}: load {load:.1f}; baseline p50 {s['baseline']['p50']:.3f}; paired +p50 hook "
+                  f"{s['hook']['paired']:+.3f}, proxy {s['proxy']['paired']:+.3f}")
+        s = summarise(runs)
+        base = s["baseline"]
+        print(f"{'mode':<9} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7} {'paired':>7}  {'cpu p50':>7} {'+cpu':>7}"
+              f" {'paired':>7}  target")
+        print(f"{'baseline':<9} {base['p50']:7.3f} {base['p99']:7.3f} {'':>23}  {base['cpu50']:7.3f}")
+        for mode, target in (("hook", 0.2), ("proxy", 2.0)):
+            m = s[mode]
+            d50 = m["p50"] - base["p50"]
+            ok = "ok" if max(d50, m["paired"]) < target else "MISSED"
+            print(f"{mode:<9} {m['p50']:7.3f} {m['p99']:7.3f} {d50:+7.3f} {m['p99'] - base['p99']:+7.3f} "
+                  f"{m['paired']:+7.3f}  {m['cpu50']:7.3f} {m['cpu50'] - base['cpu50']:+7.3f} {m['paired_cpu']:+7.3f}"
+                  f"  < {target} {ok}")
+        print("(paired: median of the per-round differences to the baseline call of the same round; cpu: the "
+              "child's CPU time per call; the proxy's own CPU is in the recorder, not the child)")
+        print(f"hook handlers' own cost per call (replayed in-process, incl. the loopback send): "
+              f"{hook_handler_cost(url):.1f} µs")
+    finally:
+        stub.terminate()
+        stub.wait()
 
 
 if __name__ == "__main__":

@@ -237,3 +237,24 @@ def test_a_hook_copy_arriving_after_the_hold_is_not_a_second_record(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "recording.jsonl").read_text().splitlines()]
     assert sorted((r["requestParameters"]["key"], r["additionalEventData"]["rolesmith"]) for r in lines) == [
         ("late", "proxy"), ("other", "hook")]
+
+
+def test_pending_calls_match_by_request_id_or_signature_and_expire_in_order():
+    from rolesmith.record.recording import _Pending
+
+    pending = _Pending(limit=3)
+    pending.add(1.0, _call("proxy", rid="r1", sigs=["s1"], key="a"))
+    pending.add(2.0, _call("proxy", sigs=["same"], key="b"))
+    pending.add(3.0, _call("proxy", sigs=["same"], key="c"))
+    # Both request ids known and different: not the same request, whatever the signature.
+    assert not pending.take(_call("hook", rid="r9", sigs=["s1"]))
+    # The earliest of two calls sharing a signature is taken first.
+    assert pending.take(_call("hook", rid="r2", sigs=["same"]))
+    assert [c.params["Key"] for c in pending.expire(2.5)] == ["a"]
+    pending.add(4.0, _call("proxy", rid="r4", key="d"))
+    pending.add(5.0, _call("proxy", rid="r5", key="e"))
+    pending.add(6.0, _call("proxy", rid="r6", key="f"))  # over the limit: the oldest ("c") goes
+    assert not pending.take(_call("hook", sigs=["same"]))
+    assert pending.take(_call("hook", rid="r5"))
+    assert [c.params["Key"] for c in pending.expire(0.0, force=True)] == ["d", "f"]
+    assert len(pending) == 0

@@ -16,6 +16,13 @@ from typing import Any, Callable
 from rolesmith.record.recording import Call
 
 log = logging.getLogger(__name__)
+# The collector polls instead of blocking on its sockets. A thread blocked in select() is woken by
+# every hook message, and the scheduler runs the freshly woken (low-vruntime) thread at once, often
+# on the sender's CPU: the child then waits for the recorder to parse and record its message, which
+# measured ~0.4 ms per call on a loaded 2-vCPU machine against ~0.06 ms of the hook's own work. Unread
+# messages wait in the socket's kernel buffer, which survives the child being killed; a full buffer
+# only makes the child wait (sendall), it loses nothing.
+_POLL = 0.02
 
 
 def call_from_hook(msg: dict[str, Any]) -> Call:
@@ -63,8 +70,8 @@ class Collector:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            for key, _ in self._sel.select(timeout=0.05):
+        while not self._stop.wait(_POLL):
+            for key, _ in self._sel.select(timeout=0):
                 if key.data is None:
                     self._accept()
                 else:
@@ -123,7 +130,7 @@ class Collector:
         deadline = time.monotonic() + timeout
         while self.open_connections() > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.06)  # one more select round for data that arrived with the close
+        time.sleep(3 * _POLL)  # one more select round for data that arrived with the close
 
     def close(self) -> None:
         self._stop.set()

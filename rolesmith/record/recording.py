@@ -155,13 +155,66 @@ def _same_request(a: Call, b: Call) -> bool:
 _LATE_WINDOW = 30.0
 
 
-def _take(pending: list[tuple[float, Call]], call: Call) -> bool:
-    """Remove the entry of ``pending`` that is the same request as ``call``; True if there was one."""
-    for i, (_, other) in enumerate(pending):
-        if _same_request(call, other):
-            del pending[i]
-            return True
-    return False
+class _Pending:
+    """Calls waiting for their other capture's copy, indexed by request id and signature.
+
+    Matching runs for every hook message on the collector's thread, which holds the GIL the proxy's
+    threads need: a linear scan of a thousand waiting calls cost ~0.5 ms per message.
+    Deadlines only grow (one constant delay per instance), so expiry pops from the front.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._order: dict[int, tuple[float, Call]] = {}  # insertion order = deadline order
+        self._by_rid: dict[str, list[int]] = {}
+        self._by_sig: dict[str, list[int]] = {}
+        self._next = 0
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, deadline: float, call: Call) -> None:
+        n = self._next
+        self._next += 1
+        self._order[n] = (deadline, call)
+        if call.request_id:
+            self._by_rid.setdefault(call.request_id, []).append(n)
+        for sig in call.signatures:
+            self._by_sig.setdefault(sig, []).append(n)
+        if self._limit is not None and len(self._order) > self._limit:
+            self._remove(next(iter(self._order)))
+
+    def take(self, call: Call) -> bool:
+        """Remove the earliest waiting call that is the same request as ``call``; True if one was."""
+        found: list[int] = []
+        if call.request_id:
+            found += self._by_rid.get(call.request_id, ())
+        for sig in call.signatures:
+            found += self._by_sig.get(sig, ())
+        for n in sorted(set(found)):
+            if _same_request(call, self._order[n][1]):
+                self._remove(n)
+                return True
+        return False
+
+    def expire(self, now: float, force: bool = False) -> list[Call]:
+        """Remove and return the calls whose deadline passed (all of them with ``force``)."""
+        due: list[Call] = []
+        while self._order:
+            n, (deadline, call) = next(iter(self._order.items()))
+            if not force and deadline > now:
+                break
+            self._remove(n)
+            due.append(call)
+        return due
+
+    def _remove(self, n: int) -> None:
+        _, call = self._order.pop(n)
+        for index, key in ((self._by_rid, call.request_id), *((self._by_sig, s) for s in call.signatures)):
+            if key and (ids := index.get(key)) is not None:
+                ids.remove(n)
+                if not ids:
+                    del index[key]
 
 
 class Recorder:
@@ -179,11 +232,11 @@ class Recorder:
         self._identify = identify
         self._hold = hold
         self._lock = threading.Lock()
-        self._held: list[tuple[float, Call]] = []  # proxy calls waiting for their hook copy
-        self._hooked: list[tuple[float, Call]] = []  # hook calls whose proxy copy has not arrived
+        self._held = _Pending()  # proxy calls waiting for their hook copy
+        self._hooked = _Pending(limit=1000)  # hook calls whose proxy copy has not arrived
         # Proxy calls written after their hold expired: a hook copy arriving later (a loaded machine
         # delays the hook's message) is the same request and must not become a second record.
-        self._late: list[tuple[float, Call]] = []
+        self._late = _Pending(limit=1000)
         self._queue: queue.Queue[Call | None] = queue.Queue()
         self.counts: dict[str, int] = {}
         self.records: list[dict[str, Any]] = []
@@ -227,7 +280,7 @@ class Recorder:
     def add(self, call: Call) -> None:
         if self._hold > 0 and call.method in ("hook", "proxy"):
             with self._lock:
-                if call.method == "hook" and _take(self._late, call):
+                if call.method == "hook" and self._late.take(call):
                     return
                 if self._pair(call):
                     if call.method == "proxy":
@@ -237,26 +290,25 @@ class Recorder:
                     # answers, so its copy normally comes first; a hook call is kept briefly in
                     # case it does not (a request the proxy saw but could not decode at once).
                     if call.method == "proxy":
-                        self._held.append((time.monotonic() + self._hold, call))
+                        self._held.add(time.monotonic() + self._hold, call)
                     else:
-                        self._hooked.append((time.monotonic() + 2.0, call))
-                        del self._hooked[:-1000]
+                        self._hooked.add(time.monotonic() + 2.0, call)
             if call.method == "proxy":
                 return
         self._emit(call)
 
     def _pair(self, call: Call) -> bool:
         """Remove and report the other capture's copy of ``call``, if one is pending (lock held)."""
-        return _take(self._hooked if call.method == "proxy" else self._held, call)
+        return (self._hooked if call.method == "proxy" else self._held).take(call)
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
-            due = [c for deadline, c in self._held if force or deadline <= now]
-            self._held = [(d, c) for d, c in self._held if not (force or d <= now)]
-            self._hooked = [(d, c) for d, c in self._hooked if d > now]
-            self._late = [(d, c) for d, c in self._late if d > now] + [(now + _LATE_WINDOW, c) for c in due]
-            del self._late[:-1000]
+            due = self._held.expire(now, force)
+            self._hooked.expire(now)
+            self._late.expire(now)
+            for call in due:
+                self._late.add(now + _LATE_WINDOW, call)
         for call in sorted(due, key=lambda c: c.time):
             self._emit(call)
 
