@@ -17,6 +17,22 @@
   logs bare ids (``resourcesSet.items[].resourceId``), so the id's prefix names the type (``i-`` →
   instance, ``ami-`` → image, whose ARN has no account) and the dataset's ARN format of that type is
   filled with it; an unknown prefix gives ``arn:…:ec2:REGION:ACCOUNT:*/ID`` marked partial, with a note.
+- CreateSecurityGroup is authorised on the new security-group (required) and on the vpc it goes into
+  (optional type, but named by the request), as the Service Authorization Reference lists them and
+  AmazonEMRServicePolicy_v2 grants them (``security-group/*`` and ``vpc/*`` statements,
+  ../shared/reference/emr/emr-mg__emr-iam-role.md). CloudTrail logs the new id in
+  ``responseElements.groupId`` and the VPC in ``requestParameters.vpcId``; either missing (a refused
+  call has no response; without vpcId the group goes into the default VPC) gives ``type/*`` marked
+  partial, with a note. CreateVolume likewise takes the new volume's id from ``responseElements.volumeId``.
+- Tag on create: a creating call with TagSpecifications is also authorised on ec2:CreateTags for each
+  resource it creates and tags, with ``ec2:CreateAction`` = the creating action (EC2 User Guide,
+  "Grant permission to tag Amazon EC2 resources during creation",
+  https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html: "If tags are
+  specified in the resource-creating action, Amazon performs additional authorization on the
+  ec2:CreateTags action"). CloudTrail logs ``requestParameters.tagSpecificationSet.items[]`` with the
+  ``resourceType`` and its ``tags``; the created ids come from the response (RunInstances: instance,
+  network-interface, spot-instances-request, volume ids under ``instancesSet``). A tagged type whose ids
+  the response lacks (RunInstances' volumes, usually) gives ``type/*`` marked partial, with a note.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from rolesmith.actions.model import EventUses, Use
 from rolesmith.actions.services._rules import ServiceRules
 
 RULE_INSTANCE_PROFILE = "ec2-instance-profile-passrole"
+RULE_TAG_ON_CREATE = "ec2-tag-on-create"
 
 
 def _items(value: Any) -> Iterator[Mapping[str, Any]]:
@@ -39,10 +56,92 @@ def _items(value: Any) -> Iterator[Mapping[str, Any]]:
                 yield item
 
 
+# Top-level response field naming the resource a creating call made: CreateSecurityGroup
+# ``{"groupId": …}`` (../shared/data/cloudtrail/panther/), CreateVolume ``{"volumeId": …}``
+# (../shared/data/cloudtrail/awsdocs_examples/aws-kms-developer-guide.jsonl).
+_CREATED_FIELD: Mapping[str, tuple[str, str]] = {
+    "CreateSecurityGroup": ("security-group", "groupId"),
+    "CreateVolume": ("volume", "volumeId"),
+}
+
+
+def _created(ctx: Ctx) -> dict[str, set[str]]:
+    """Resource type → ids of the resources the call created, as its response names them."""
+    resp = ctx.event.response or {}
+    out: dict[str, set[str]] = {}
+
+    def add(rtype: str, ident: Any) -> None:
+        if isinstance(ident, str) and ident:
+            out.setdefault(rtype, set()).add(ident)
+
+    if ctx.event.name == "RunInstances":
+        for inst in _items(resp.get("instancesSet")):
+            add("instance", inst.get("instanceId"))
+            add("spot-instances-request", inst.get("spotInstanceRequestId"))
+            for nic in _items(inst.get("networkInterfaceSet")):
+                add("network-interface", nic.get("networkInterfaceId"))
+            for dev in _items(inst.get("blockDeviceMapping")):
+                ebs = dev.get("ebs")
+                if isinstance(ebs, Mapping):
+                    add("volume", ebs.get("volumeId"))
+    elif ctx.event.name in _CREATED_FIELD:
+        rtype, field = _CREATED_FIELD[ctx.event.name]
+        add(rtype, resp.get(field))
+    return out
+
+
+def _tagged_types(req: Mapping[str, Any]) -> list[str]:
+    """Resource types the request tags on creation, in request order. A specification whose tag list is
+    logged empty applies no tag, and CreateTags is "only evaluated if tags are applied"."""
+    types: list[str] = []
+    for spec in _items(req.get("tagSpecificationSet")):
+        rtype = spec.get("resourceType")
+        tags = spec.get("tags", spec.get("tagSet"))
+        if isinstance(tags, Mapping):
+            tags = tags.get("items")
+        if isinstance(rtype, str) and rtype and tags != [] and rtype not in types:
+            types.append(rtype)
+    return types
+
+
+def _tag_on_create(
+    ctx: Ctx, action: str, created: Mapping[str, set[str]]
+) -> tuple[tuple[Use, ...], tuple[str, ...]]:
+    """ec2:CreateTags on what ``action`` created and tagged, with ec2:CreateAction = the action."""
+    types = _tagged_types(ctx.event.request or {})
+    if not types:
+        return (), ()
+    verb = action.split(":", 1)[1]
+    cond = (("StringEquals", "ec2:CreateAction", verb),)
+    uses: list[Use] = []
+    notes: list[str] = []
+    for rtype in types:
+        var = _own_var(rtype)
+        if var is None:  # a type the reference does not know: any type, as the User Guide's own example
+            account = ctx.default_account() or "*"
+            arn = f"arn:{ctx.event.partition or 'aws'}:ec2:{ctx.event.region or '*'}:{account}:*/*"
+            uses.extend(ctx.use("ec2:CreateTags", arn=arn, conditions=cond, inferred_by=RULE_TAG_ON_CREATE,
+                                partial=True))
+            notes.append(f"ec2:CreateTags for {verb}'s tag specification of {rtype!r}: not an EC2 resource type"
+                         " rolesmith knows; resource left as '*/*' (replace it with the type)")
+            continue
+        ids = sorted(created.get(rtype, ()))
+        for ident in ids:
+            uses.extend(ctx.use("ec2:CreateTags", values={var: ident}, rtype=rtype, conditions=cond,
+                                inferred_by=RULE_TAG_ON_CREATE))
+        if not ids:
+            uses.extend(ctx.use("ec2:CreateTags", values={var: None}, rtype=rtype, conditions=cond,
+                                inferred_by=RULE_TAG_ON_CREATE))
+            notes.append(f"ec2:CreateTags for {verb}'s tags on its new {rtype}: the event does not name the"
+                         f" {rtype} created; {rtype}/* until narrowed")
+    return tuple(uses), tuple(notes)
+
+
 def _run_instances(ctx: Ctx) -> EventUses:
     req, resp = ctx.event.request, ctx.event.response
+    created = _created(ctx)
     images = {i.get("imageId") for i in _items(req.get("instancesSet"))} | {req.get("imageId")}
-    instances = {i.get("instanceId") for i in _items(resp.get("instancesSet"))}
+    instances = created.get("instance", set())
     groups = {g.get("groupId") for g in _items(req.get("groupSet"))}
     subnets = {req.get("subnetId")}
     for nic in _items(req.get("networkInterfaceSet")):
@@ -53,6 +152,7 @@ def _run_instances(ctx: Ctx) -> EventUses:
     found = {
         "image": ("ImageId", images),
         "instance": ("InstanceId", instances),
+        "network-interface": ("NetworkInterfaceId", created.get("network-interface", set())),
         "security-group": ("SecurityGroupId", groups),
         "subnet": ("SubnetId", subnets),
     }
@@ -92,7 +192,32 @@ def _run_instances(ctx: Ctx) -> EventUses:
             values={"RoleNameWithPath": role_name, "Account": account or ctx.default_account()},
             rtype="role", conditions=cond, inferred_by=RULE_INSTANCE_PROFILE,
         )
-    return EventUses(uses=tuple(uses), inferred=inferred, notes=notes)
+    tagging, tag_notes = _tag_on_create(ctx, "ec2:RunInstances", created)
+    return EventUses(uses=tuple(uses), inferred=inferred + tagging, notes=notes + tag_notes)
+
+
+def _create_security_group(ctx: Ctx) -> EventUses:
+    req = ctx.event.request or {}
+    created = _created(ctx)
+    uses: list[Use] = []
+    notes: list[str] = []
+    groups = sorted(created.get("security-group", ()))
+    for group in groups:
+        uses.extend(ctx.use("ec2:CreateSecurityGroup", values={"SecurityGroupId": group}, rtype="security-group"))
+    if not groups:
+        uses.extend(ctx.use("ec2:CreateSecurityGroup", values={"SecurityGroupId": None}, rtype="security-group"))
+        notes.append("ec2:CreateSecurityGroup: the new group's id (responseElements.groupId) is not in the"
+                     " event; security-group/* until narrowed")
+    vpc = req.get("vpcId")
+    if isinstance(vpc, str) and vpc:
+        uses.extend(ctx.use("ec2:CreateSecurityGroup", values={"VpcId": vpc}, rtype="vpc"))
+    else:
+        uses.extend(ctx.use("ec2:CreateSecurityGroup", values={"VpcId": None}, rtype="vpc"))
+        notes.append("ec2:CreateSecurityGroup without vpcId: the group went into the region's default VPC,"
+                     " whose id the event does not name; vpc/* until narrowed (aws ec2 describe-vpcs"
+                     " --filters Name=is-default,Values=true)")
+    tagging, tag_notes = _tag_on_create(ctx, "ec2:CreateSecurityGroup", created)
+    return EventUses(uses=tuple(uses), inferred=tagging, notes=tuple(notes) + tag_notes)
 
 
 # EC2 logs ids as scalars (``instanceId``) or item sets (``instancesSet.items[].instanceId``).
@@ -122,20 +247,25 @@ def _default(ctx: Ctx) -> EventUses | None:
     info = dataset.action_info(action) if action else None
     if info is None:
         return None
+    req = ctx.event.request or {}
+    created = _created(ctx)
+    tagging, tag_notes = _tag_on_create(ctx, info.name, created)
     required = [rt.name for rt in info.resource_types if rt.required]
     if not required or not any(t in _ID_FIELDS for t in required):
-        return None
-    req = ctx.event.request or {}
+        if not tagging:
+            return None
+        return EventUses(uses=ctx.use(info.name), inferred=tagging, notes=tag_notes)
     uses: list[Use] = []
     for rtype in required:
         var, scalar, item_set = _ID_FIELDS.get(rtype, ("", "", ""))
         ids = _ids(req, scalar, item_set) if var else []
+        ids = ids or sorted(created.get(rtype, ()))
         if ids:
             for ident in ids:
                 uses.extend(ctx.use(info.name, values={var: ident}, rtype=rtype))
         else:
             uses.extend(ctx.use(info.name, rtype=rtype))
-    return EventUses(uses=tuple(uses))
+    return EventUses(uses=tuple(uses), inferred=tagging, notes=tag_notes)
 
 
 # EC2 resource-id prefix → resource type of the Service Authorization Reference (EC2 User Guide,
@@ -236,7 +366,9 @@ def _tags(ctx: Ctx) -> EventUses | None:
 
 
 RULES = ServiceRules(
-    handlers={"RunInstances": _run_instances, "CreateTags": _tags, "DeleteTags": _tags},
+    handlers={"RunInstances": _run_instances, "CreateSecurityGroup": _create_security_group,
+              "CreateTags": _tags, "DeleteTags": _tags},
     default=_default,
-    emits=frozenset({"ec2:RunInstances", "iam:PassRole", "ec2:CreateTags", "ec2:DeleteTags"}),
+    emits=frozenset({"ec2:RunInstances", "ec2:CreateSecurityGroup", "iam:PassRole", "ec2:CreateTags",
+                     "ec2:DeleteTags"}),
 )
