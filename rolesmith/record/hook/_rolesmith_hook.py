@@ -40,7 +40,7 @@ class _Sender:
         self._pid = None
 
     def send(self, obj):
-        line = (json.dumps(obj, default=_jsonable, separators=(",", ":")) + "\n").encode()
+        line = (_ENCODER.encode(obj) + "\n").encode()
         with self._lock:
             for _ in range(2):
                 try:
@@ -82,6 +82,8 @@ def _keep(value):
 
 
 _sender = None
+# One encoder for every message: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=_jsonable, separators=(",", ":"))
 # botocore sends on the calling thread; some callers (AWS CLI v1) hand before-send a request
 # without its context, so the call in flight is also kept per thread.
 _current = threading.local()
