@@ -128,7 +128,7 @@ def graph(trails: tuple[Path, ...], fmt: str, skip_bad: bool) -> None:
               help="auto = hook (botocore in Python children) + proxy (any SDK); csm: actions only, no resources.")
 @click.option("--cloudtrail/--no-cloudtrail", default=None,
               help="After the run, merge the run's events from CloudTrail LookupEvents, with the calls AWS services "
-                   "made for it under their own sessions. Default: on with --scenario (the sandbox's trail is "
+                   "made for it under their own sessions. Default: on with --sandbox (the sandbox's trail is "
                    "immediate), off against AWS.")
 @click.option("--cloudtrail-wait", type=click.FloatRange(min=0), default=15.0, show_default=True, metavar="MINUTES",
               help="How long to poll LookupEvents for late events.")
@@ -136,7 +136,9 @@ def graph(trails: tuple[Path, ...], fmt: str, skip_bad: bool) -> None:
               help="Read the run's events from a trail's log files (s3://bucket/prefix) instead of LookupEvents.")
 @click.option("--access-advisor", is_flag=True,
               help="Report services/actions Access Advisor saw each role use during the run that the recording missed.")
-@click.option("--sandbox", is_flag=True, help="Run the command against a local endpoint on 127.0.0.1 (dummy credentials).")
+@click.option("--sandbox", is_flag=True,
+              help="Run the command against the local sandbox on 127.0.0.1; without --scenario, as a user "
+                   "allowed everything in one account.")
 @click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Sandbox scenario file (implies --sandbox).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True,

@@ -138,3 +138,16 @@ def test_an_unactivated_venv_comes_first_on_the_childs_path(monkeypatch):
     assert env["PATH"].split(os.pathsep) == [bindir, "/usr/bin"]
     activated = {"PATH": "/usr/bin", "VIRTUAL_ENV": "/elsewhere"}
     assert _venv_first(dict(activated)) == activated
+
+
+def test_sandbox_without_a_scenario_runs_as_the_default_user_and_merges_its_trail(tmp_path):
+    pytest.importorskip("rolesmith.sandbox.server", reason="rolesmith.sandbox not in this build")
+    out = tmp_path / "out"
+    result = record([sys.executable, str(ROOT / "fixtures" / "record" / "workload_boto3.py")],
+                    RecordOptions(out_dir=out, env=_env(), sandbox=True))
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in (out / "recording.jsonl").read_text().splitlines()]
+    assert [r["eventName"] for r in records] == ["CreateBucket", "PutObject", "GetObject", "DeleteObject"]
+    # The packaged default scenario's user, and every call met in the sandbox's CloudTrail.
+    assert result.principals == ("arn:aws:iam::123456789012:user/workload",)
+    assert {r["additionalEventData"]["rolesmith"] for r in records} == {"hook+cloudtrail"}

@@ -1,8 +1,10 @@
 """The local AWS endpoint ``--sandbox`` runs the child against.
 
-``start_endpoint(scenario)`` returns a running endpoint: with a scenario, rolesmith.sandbox (the
-enforcing multi-account sandbox, running the child as the scenario's principal); without one, a
-plain moto server on 127.0.0.1 with dummy credentials.
+``start_endpoint(scenario)`` returns a running endpoint: rolesmith.sandbox (the enforcing
+multi-account sandbox, running the child as the scenario's principal) with the given scenario, or
+without one with ``default_scenario.yaml`` (one account, one user allowed everything), so the run
+still gets the sandbox's CloudTrail; a plain moto server on 127.0.0.1 with dummy credentials only
+when rolesmith.sandbox cannot be imported.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable
 
 from rolesmith.errors import RolesmithError
 
+DEFAULT_SCENARIO = Path(__file__).with_name("default_scenario.yaml")
 DUMMY_KEY = "AKIAROLESMITHSANDBOX"  # moto accepts any key; these are not credentials
 DUMMY_SECRET = "rolesmith-sandbox-not-a-secret"
 
@@ -35,16 +38,22 @@ class Endpoint:
 
 
 def start_endpoint(scenario: Path | None) -> Endpoint:
-    if scenario is not None:
-        # The enforcing sandbox: the child runs as the scenario's run_as principal.
+    try:
         from rolesmith.sandbox import start_sandbox
+    except ImportError:
+        if scenario is not None:
+            raise
+        return _start_moto()
+    # The enforcing sandbox: the child runs as the scenario's run_as principal.
+    handle = start_sandbox(scenario if scenario is not None else DEFAULT_SCENARIO)
+    env = handle.env_for(handle.default_principal)
+    operator = getattr(handle, "operator_env", None)
+    return Endpoint(url=handle.endpoint_url, env=env, stop=handle.stop,
+                    operator_env=operator() if callable(operator) else None,
+                    operator_env_for=operator if callable(operator) else None)
 
-        handle = start_sandbox(scenario)
-        env = handle.env_for(handle.default_principal)
-        operator = getattr(handle, "operator_env", None)
-        return Endpoint(url=handle.endpoint_url, env=env, stop=handle.stop,
-                        operator_env=operator() if callable(operator) else None,
-                        operator_env_for=operator if callable(operator) else None)
+
+def _start_moto() -> Endpoint:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as err:
