@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -103,3 +104,19 @@ def test_a_request_body_is_forwarded_byte_for_byte_and_unsigned_requests_are_not
     assert upstream.requests[0].endswith(b"\r\n\r\n\x00data\r\n\r\n")
     assert b"Content-Length: 9\r\n" in upstream.requests[0]
     assert calls == []  # not a SigV4-signed AWS call: forwarded all the same, nothing to record
+
+
+@pytest.mark.parametrize("proxied", [CASES[0]], ids=["content-length"], indirect=True)
+def test_client_connections_share_kept_alive_upstream_connections(proxied):
+    # A CLI opens a connection per process: the upstream connection (and its TLS handshake) is reused.
+    upstream, proxy, calls = proxied
+    for _ in range(3):
+        client = http.client.HTTPConnection("127.0.0.1", proxy.server_address[1], timeout=10)
+        client.request("GET", "/", headers={"Authorization": AUTH})
+        assert client.getresponse().read() == b"hello"
+        client.close()
+        deadline = time.monotonic() + 5  # the handler returns its connection once the client is gone
+        while not proxy._pool.get(proxy.endpoint) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    proxy.close()
+    assert (upstream.connections, len(upstream.requests), len(calls)) == (1, 3, 3)

@@ -91,9 +91,14 @@ class Response:
         elif not self._chunked and length is not None and length.isdigit():
             self._left = int(length)
         # No length and not chunked: the body runs to the end of the connection.
-        keep = "close" not in (self._headers.get("connection") or "").lower() and (self._chunked or self._left is not None)
-        if not keep:
-            conn.reusable = False
+        self._keep = "close" not in (self._headers.get("connection") or "").lower() and (
+            self._chunked or self._left is not None)
+        self._settle()
+
+    def _settle(self) -> None:
+        # The connection carries the next request only once this answer was read to its end.
+        if self.done():
+            self._conn.reusable = self._keep
 
     def getheader(self, name: str) -> str | None:
         return self._headers.get(name)
@@ -112,9 +117,11 @@ class Response:
         if self._chunked:
             if n >= 0:
                 raise ValueError("chunked bodies are read whole")
+            data = _read_chunked(rfile)
             self._chunked = False
             self._left = 0
-            return _read_chunked(rfile)
+            self._settle()
+            return data
         if self._left is None:  # to the end of the connection
             data = rfile.read() if n < 0 else rfile.read(n)
             if n < 0:
@@ -126,6 +133,7 @@ class Response:
             self._conn.reusable = False
             raise ConnectionResetError("upstream closed the connection mid-body")
         self._left -= len(data)
+        self._settle()
         return data
 
 
@@ -161,6 +169,11 @@ class Connection:
         self.sock = sock
         self.rfile = sock.makefile("rb")
         self.reusable = True
+
+    def send(self, data: bytes) -> None:
+        """Send (part of) a request; the connection is not reusable until its answer was read."""
+        self.reusable = False
+        self.sock.sendall(data)
 
     def response(self, method: str) -> Response:
         return Response(self, method)

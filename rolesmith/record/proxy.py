@@ -32,6 +32,7 @@ _AWS_HOST = re.compile(r"(^|\.)(amazonaws\.com(\.cn)?|api\.aws)$")
 Upstream = tuple[str, str, int]  # scheme, host, port
 _IN_MEMORY = 1 << 20  # bodies up to 1 MiB are read whole; larger ones are piped
 _CHUNK = 1 << 16
+_POOL = 8  # idle upstream connections kept per upstream
 _XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _XML_MSG = re.compile(rb"<Message>([^<]{0,500})</Message>")
 
@@ -56,6 +57,11 @@ class RecordingProxy(ThreadingHTTPServer):
         # Requests whose call is not reported yet: a call is reported after its answer went out.
         self._busy = 0
         self._idle = threading.Condition()
+        # Idle kept-alive upstream connections, shared by client connections: a CLI that starts a
+        # process (and a connection) per call then pays no upstream TCP/TLS handshake per call.
+        self._pool: dict[Upstream, list[Connection]] = {}
+        self._pool_lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> None:
         self._thread.start()
@@ -66,18 +72,37 @@ class RecordingProxy(ThreadingHTTPServer):
             if not self._busy:
                 self._idle.notify_all()
 
+    def checkout(self, target: Upstream) -> Connection | None:
+        with self._pool_lock:
+            idle = self._pool.get(target)
+            return idle.pop() if idle else None
+
+    def checkin(self, target: Upstream, conn: Connection) -> None:
+        with self._pool_lock:
+            idle = self._pool.setdefault(target, [])
+            if conn.reusable and not self._closed and len(idle) < _POOL:
+                idle.append(conn)
+                return
+        conn.close()
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, then wait (bounded) for requests in flight to be reported."""
         self.shutdown()
         self.server_close()
         with self._idle:
             self._idle.wait_for(lambda: not self._busy, timeout)
+        with self._pool_lock:
+            self._closed = True
+            idle = [c for conns in self._pool.values() for c in conns]
+            self._pool.clear()
+        for conn in idle:
+            conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms per call).
+    # A streamed body follows its head in a second write: with Nagle on, it would wait for the
+    # client's delayed ACK (~40 ms per call).
     disable_nagle_algorithm = True
     server: RecordingProxy
 
@@ -88,8 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         super().finish()
-        for conn in self._upstreams.values():
-            conn.close()
+        for target, conn in self._upstreams.items():
+            self.server.checkin(target, conn)
 
     def parse_request(self) -> bool:
         """The stdlib's parse_request, minus the email parser it runs over every request's headers
@@ -226,25 +251,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_upstream(self, target: Upstream, body: bytes, headers: list[tuple[str, str]],
                        piped: int | None = None) -> Response:
         for attempt in range(2):
-            conn = self._upstreams.get(target) if piped is None else None
-            if conn is None or not conn.reusable:
+            conn = None
+            if piped is None and attempt == 0:  # a retry, and a piped body, go on a new connection
+                conn = self._upstreams.pop(target, None)
+                if conn is not None and not conn.reusable:
+                    conn.close()
+                    conn = None
+                conn = conn or self.server.checkout(target)
+            if conn is None:
                 conn = Connection(target)
-                old = self._upstreams.pop(target, None)
-                if old is not None:
-                    old.close()
-                self._upstreams[target] = conn
+            old = self._upstreams.pop(target, None)
+            if old is not None:
+                self.server.checkin(target, old)
+            self._upstreams[target] = conn
             try:
                 head = f"{self.command} {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
                 if piped is None:
-                    conn.sock.sendall(head.encode("latin-1") + body)
+                    conn.send(head.encode("latin-1") + body)
                 else:  # a fresh connection: a piped body cannot be replayed on a stale one
-                    conn.sock.sendall(head.encode("latin-1"))
+                    conn.send(head.encode("latin-1"))
                     left = piped
                     while left > 0:
                         chunk = self.rfile.read(min(_CHUNK, left))
                         if not chunk:
                             raise ConnectionResetError("client closed the upload early")
-                        conn.sock.sendall(chunk)
+                        conn.send(chunk)
                         left -= len(chunk)
                 return conn.response(self.command)
             except (BrokenPipeError, ConnectionResetError):
