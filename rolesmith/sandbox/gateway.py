@@ -21,6 +21,7 @@ from rolesmith.sandbox.context import request_context
 from rolesmith.trail.wire import Call, DecodeError, api_parameters, cloudtrail_parameters, decode, service_model, event_source
 from rolesmith.sandbox.errors import Response
 from rolesmith.sandbox.enforce import Check, Refusal, authorize, authorize_all, base_context
+from rolesmith.sandbox.seed import Seeder
 from rolesmith.sandbox.world import World
 
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
@@ -34,11 +35,12 @@ class Mapped:
 
 
 class Gateway:
-    def __init__(self, world: World, creds: Credentials, trail: Trail, moto: Any) -> None:
+    def __init__(self, world: World, creds: Credentials, trail: Trail, moto: Any, seeder: Seeder) -> None:
         self.world = world
         self.creds = creds
         self.trail = trail
         self.moto = moto  # moto's WSGI application
+        self.seeder = seeder  # the scenario's resources in moto, created on first need
         self._counter = itertools.count(1)
 
     # -- mapping ------------------------------------------------------------------------------
@@ -146,6 +148,7 @@ class Gateway:
         if call.service == "cloudtrail" and call.operation == "LookupEvents":
             self.finish(mapped, checks, error=None)
             return errors.json_response(call, self.trail.lookup_events(ident.account, call.params))
+        self.seeder.ensure_for(call.service)
         resp = self.forward(method, path, headers, body, self._target_account(ident, call, checks))
         if resp.status == 404 and call.service == "s3" and call.operation in ("GetObject", "HeadObject") \
                 and self._hides_missing_key(ident, call):

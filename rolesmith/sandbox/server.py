@@ -1,7 +1,8 @@
 """The sandbox process: moto's server for state, an enforcing HTTP front on 127.0.0.1, credentials.
 
-``start_sandbox`` loads the scenario, creates the scenario's roles, users, buckets, keys and queues
-in each account of moto's backends, issues credentials, and serves the front. Requests that pass
+``start_sandbox`` loads the scenario, issues credentials and serves the front; the scenario's roles,
+users, buckets, keys and queues are created in each account of moto's backends service by service,
+before the first request forwarded to a moto service that reads them (``seed.Seeder``). Requests that pass
 are handed to moto's server application (the WSGI app ``moto_server`` runs) in-process, with moto's
 ``x-moto-account-id`` header naming the account that holds the state — no second port and no
 extra socket round trip. moto's state is process-wide, so one sandbox runs per process at a time.
@@ -21,6 +22,7 @@ from rolesmith.sandbox.auth import Credentials, Identity
 from rolesmith.sandbox.cloudtrail import Trail
 from rolesmith.sandbox.gateway import Gateway
 from rolesmith.sandbox.scenario import PrincipalSpec, Scenario, load_scenario
+from rolesmith.sandbox.seed import Seeder
 from rolesmith.sandbox.world import World
 
 log = logging.getLogger("rolesmith.sandbox")
@@ -173,7 +175,7 @@ class SandboxHandle:
         self._operators = {}
         self.region = scenario.region
         gw = self._front.gateway
-        gw.world, gw.creds, gw.trail = world, creds, trail
+        gw.world, gw.creds, gw.trail, gw.seeder = world, creds, trail, Seeder(scenario)
 
     def stop(self) -> None:
         if self._stopped:
@@ -213,9 +215,6 @@ def start_sandbox(scenario_path: str | Path, *, port: int = 0, log_dir: str | Pa
 
 
 def _state(scenario: Scenario, log_dir: Path | None) -> tuple[World, Credentials, Trail, dict[str, Identity]]:
-    from rolesmith.sandbox.seed import seed
-
-    seed(scenario)
     creds = Credentials()
     identities: dict[str, Identity] = {}
     for spec in scenario.principals:
@@ -226,22 +225,23 @@ def _state(scenario: Scenario, log_dir: Path | None) -> tuple[World, Credentials
 
 def _warm(scenario: Scenario, moto: Any) -> None:
     """Load, while the workload is still starting, what the first requests would otherwise wait for:
-    botocore models, the mapping and evaluator modules, and moto's per-service applications."""
+    the mapping module, botocore models of the scenario's services and moto's S3 application.
+
+    Only what a request would load anyway, and only what is cheap: moto's applications for regional
+    services (KMS, SQS) build a backend whose region list resolves botocore's endpoint data
+    (~0.1 s); a workload in this process would wait for that even if it never calls the service."""
     try:
         from rolesmith.actions import uses_for  # noqa: F401
-        from rolesmith.evaluator import evaluate  # noqa: F401
         from rolesmith.trail.wire import service_model
 
-        services = ["sts"] + (["s3"] if scenario.buckets else []) + (["kms"] if scenario.keys else []) \
+        services = (["s3"] if scenario.buckets else []) + ["sts"] + (["kms"] if scenario.keys else []) \
             + (["sqs"] if scenario.queues else [])
         for name in services:
             service_model(name)
-        for name in services:
-            if name == "sts":
-                continue  # the sandbox answers STS itself
+        if scenario.buckets:
             with moto.lock:
-                if name not in moto.app_instances:
-                    moto.app_instances[name] = moto.create_app(name)
+                if "s3" not in moto.app_instances:
+                    moto.app_instances["s3"] = moto.create_app("s3")
     except Exception:  # warming is an optimisation: the request path loads the same lazily
         log.debug("sandbox: warm-up failed", exc_info=True)
 
@@ -258,7 +258,7 @@ def _start(scenario: Scenario, *, port: int, log_dir: Path | None) -> SandboxHan
         except OSError as err:
             raise SandboxError(f"{scenario.source}: cannot listen on 127.0.0.1:{port}: {err.strerror}; "
                                "pick another --port") from err
-        front.gateway = Gateway(world, creds, trail, moto)
+        front.gateway = Gateway(world, creds, trail, moto, Seeder(scenario))
         handle = SandboxHandle(scenario, world, creds, trail, front, moto, identities, log_dir)
         threading.Thread(target=_warm, args=(scenario, moto), name="rolesmith-sandbox-warm", daemon=True).start()
         return handle
