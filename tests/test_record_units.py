@@ -258,3 +258,36 @@ def test_pending_calls_match_by_request_id_or_signature_and_expire_in_order():
     assert pending.take(_call("hook", rid="r5"))
     assert [c.params["Key"] for c in pending.expire(0.0, force=True)] == ["d", "f"]
     assert len(pending) == 0
+
+
+def test_collector_takes_large_messages_and_every_queued_connection():
+    # The collector polls: a message larger than the socket buffer, and several processes
+    # connecting between two polls, must all arrive whole.
+    import socket as socketlib
+
+    from rolesmith.record.collector import Collector
+
+    got: list[dict] = []
+    collector = Collector("tok", got.append)
+    collector.start()
+    family, addr = ((socketlib.AF_UNIX, "\0" + collector.address[5:]) if collector.address.startswith("unix:")
+                    else (socketlib.AF_INET, tuple(collector.address.rsplit(":", 1))))
+    if family == socketlib.AF_INET:
+        addr = (addr[0], int(addr[1]))
+    big = "x" * (3 << 20)
+    socks = []
+    for i in range(3):
+        s = socketlib.socket(family, socketlib.SOCK_STREAM)
+        s.connect(addr)
+        s.sendall(json.dumps({"token": "tok"}).encode() + b"\n")
+        socks.append(s)
+    for i, s in enumerate(socks):
+        s.sendall(json.dumps({"kind": "call", "n": i, "big": big}).encode() + b"\n")
+        s.close()
+    intruder = socketlib.socket(family, socketlib.SOCK_STREAM)
+    intruder.connect(addr)
+    intruder.sendall(b'{"token": "wrong"}\n{"kind": "call", "n": 99}\n')
+    intruder.close()
+    collector.drain(5.0)
+    collector.close()
+    assert sorted((m["n"], len(m["big"])) for m in got) == [(0, 3 << 20), (1, 3 << 20), (2, 3 << 20)]

@@ -70,35 +70,48 @@ class Collector:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(_POLL):
-            for key, _ in self._sel.select(timeout=0):
+        partial = False
+        while not self._stop.is_set():
+            if partial:
+                # A message is arriving in pieces (larger than the socket buffer): its sender waits
+                # for room, so wait on the sockets until it is whole, then go back to polling.
+                events = self._sel.select(timeout=_POLL)
+            elif self._stop.wait(_POLL):
+                break
+            else:
+                events = self._sel.select(timeout=0)
+            for key, _ in events:
                 if key.data is None:
                     self._accept()
                 else:
                     self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+            partial = any(key.data and key.data["buf"] for key in self._sel.get_map().values())
 
     def _accept(self) -> None:
-        try:
-            conn, _ = self._server.accept()
-        except BlockingIOError:
-            return
-        conn.setblocking(False)
-        self._sel.register(conn, selectors.EVENT_READ, {"buf": b"", "auth": False})
-        with self._lock:
-            self._open += 1
+        while True:  # every connection that queued since the last poll
+            try:
+                conn, _ = self._server.accept()
+            except BlockingIOError:
+                return
+            conn.setblocking(False)
+            self._sel.register(conn, selectors.EVENT_READ, {"buf": b"", "auth": False})
+            with self._lock:
+                self._open += 1
 
     def _read(self, conn: socket.socket, state: dict[str, Any]) -> None:
-        try:
-            data = conn.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-            return
-        buf = state["buf"] + data
-        *lines, state["buf"] = buf.split(b"\n")
+        chunks, closed = [state["buf"]], False
+        for _ in range(64):  # all that arrived since the last poll (up to 16 MiB), not one recv's worth
+            try:
+                data = conn.recv(1 << 18)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                closed = True
+                break
+            chunks.append(data)
+        *lines, state["buf"] = b"".join(chunks).split(b"\n")
         for line in lines:
             try:
                 msg = json.loads(line)
@@ -114,6 +127,8 @@ class Collector:
                 self._on_message(msg)
             except Exception:  # one bad message must not stop the recording
                 log.exception("could not record a hook message")
+        if closed:
+            self._drop(conn)
 
     def _drop(self, conn: socket.socket) -> None:
         self._sel.unregister(conn)
