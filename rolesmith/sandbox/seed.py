@@ -79,6 +79,13 @@ def _seed_iam(scenario: Scenario) -> None:
                 iam.create_instance_profile(p.name, p.path, [p.name])
         else:
             iam.create_user(scenario.region, p.name, p.path)
+        # As inline policies, the form the sandbox reports them in: so that a forwarded
+        # DeleteRolePolicy of a scenario policy finds it.
+        for name, doc in p.policies.items():
+            if p.kind == "role":
+                iam.put_role_policy(p.name, name, json.dumps(doc))
+            else:
+                iam.put_user_policy(p.name, name, json.dumps(doc))
 
 
 def _seed_kms(scenario: Scenario) -> None:
