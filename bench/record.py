@@ -169,6 +169,21 @@ def summarise(runs: list[dict[str, dict[str, list[float]]]]) -> dict[str, dict[s
     return out
 
 
+def print_table(s: dict[str, dict[str, float]], title: str) -> None:
+    base = s["baseline"]
+    print(f"{title}:")
+    print(f"  {'mode':<9} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7} {'paired':>7}  {'cpu p50':>7} {'+cpu':>7}"
+          f" {'paired':>7}  target (+p50 and paired)")
+    print(f"  {'baseline':<9} {base['p50']:7.3f} {base['p99']:7.3f} {'':>23}  {base['cpu50']:7.3f}")
+    for mode, target in (("hook", 0.2), ("proxy", 2.0)):
+        m = s[mode]
+        d50 = m["p50"] - base["p50"]
+        ok = "ok" if max(d50, m["paired"]) < target else "MISSED"
+        print(f"  {mode:<9} {m['p50']:7.3f} {m['p99']:7.3f} {d50:+7.3f} {m['p99'] - base['p99']:+7.3f} "
+              f"{m['paired']:+7.3f}  {m['cpu50']:7.3f} {m['cpu50'] - base['cpu50']:+7.3f} {m['paired_cpu']:+7.3f}"
+              f"  < {target} {ok}")
+
+
 def run_once(calls: int, env: dict[str, str]) -> dict[str, dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "workload.py"
@@ -186,7 +201,7 @@ def run_once(calls: int, env: dict[str, str]) -> dict[str, dict[str, list[float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000, help="rounds of one call per mode")
-    parser.add_argument("--runs", type=int, default=1, help="recorded runs, pooled (each prints its own line)")
+    parser.add_argument("--runs", type=int, default=1, help="recorded runs: a table each, then pooled")
     parser.add_argument("--stub", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stub:
@@ -204,23 +219,11 @@ def main() -> None:
         for n in range(args.runs):
             load = os.getloadavg()[0]
             runs.append(run_once(args.calls, env))
-            s = summarise(runs[-1:])
-            print(f"run {n + 1}: load {load:.1f}; baseline p50 {s['baseline']['p50']:.3f}; paired +p50 hook "
-                  f"{s['hook']['paired']:+.3f}, proxy {s['proxy']['paired']:+.3f}")
-        s = summarise(runs)
-        base = s["baseline"]
-        print(f"{'mode':<9} {'p50':>7} {'p99':>7} {'+p50':>7} {'+p99':>7} {'paired':>7}  {'cpu p50':>7} {'+cpu':>7}"
-              f" {'paired':>7}  target")
-        print(f"{'baseline':<9} {base['p50']:7.3f} {base['p99']:7.3f} {'':>23}  {base['cpu50']:7.3f}")
-        for mode, target in (("hook", 0.2), ("proxy", 2.0)):
-            m = s[mode]
-            d50 = m["p50"] - base["p50"]
-            ok = "ok" if max(d50, m["paired"]) < target else "MISSED"
-            print(f"{mode:<9} {m['p50']:7.3f} {m['p99']:7.3f} {d50:+7.3f} {m['p99'] - base['p99']:+7.3f} "
-                  f"{m['paired']:+7.3f}  {m['cpu50']:7.3f} {m['cpu50'] - base['cpu50']:+7.3f} {m['paired_cpu']:+7.3f}"
-                  f"  < {target} {ok}")
-        print("(paired: median of the per-round differences to the baseline call of the same round; cpu: the "
-              "child's CPU time per call; the proxy's own CPU is in the recorder, not the child)")
+            print_table(summarise(runs[-1:]), f"run {n + 1} (load average {load:.1f} at its start)")
+        if args.runs > 1:
+            print_table(summarise(runs), f"{args.runs} runs pooled")
+        print("paired: median of the per-round differences to the baseline call of the same round; cpu: the "
+              "child's CPU time per call (the proxy's own CPU is spent in the recorder, not the child)")
         print(f"hook handlers' own cost per call (replayed in-process, incl. the loopback send): "
               f"{hook_handler_cost(url):.1f} µs")
     finally:
