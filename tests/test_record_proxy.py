@@ -82,7 +82,10 @@ def test_upstream_framing_and_reports(proxied, case):
     for _ in range(2):  # two calls on one kept-alive client connection
         client.request("GET", "/", headers={"Authorization": AUTH, "X-Amz-Date": "20240101T000000Z"})
         resp = client.getresponse()
-        assert (resp.status, resp.read().decode()) == (case["status"], case["body"])
+        body = resp.read().decode()
+        assert resp.status == case["status"]
+        if case["body"] is not None:
+            assert body == case["body"]
     client.close()
     proxy.close()
     assert len(upstream.requests) == 2
@@ -90,7 +93,7 @@ def test_upstream_framing_and_reports(proxied, case):
     # A closed upstream connection is replaced; a kept-alive one is reused.
     assert upstream.connections == (2 if case.get("close_after") else 1)
     assert [(c.operation, c.status, c.error_code, c.request_id) for c in calls] == [
-        ("ListBuckets", case["status"], case["errorCode"], case["requestID"])] * 2
+        ("ListBuckets", case.get("reported_status", case["status"]), case["errorCode"], case["requestID"])] * 2
 
 
 @pytest.mark.parametrize("proxied", [CASES[0]], ids=["content-length"], indirect=True)

@@ -147,7 +147,10 @@ def _read_chunked(rfile: Any) -> bytes:
         size_line = rfile.readline(65537)
         if not size_line:
             raise ConnectionResetError("upstream closed the connection mid-body")
-        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError as err:
+            raise OSError(f"upstream: bad chunk size {size_line[:40]!r}") from err
         if size == 0:
             while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                 pass  # trailers

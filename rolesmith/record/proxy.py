@@ -72,6 +72,11 @@ class RecordingProxy(ThreadingHTTPServer):
             if not self._busy:
                 self._idle.notify_all()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver prints the traceback to stderr, into the workload's output: log it instead
+        # (a client or upstream that went away mid-call).
+        log.debug("proxy: request from %s failed", client_address, exc_info=True)
+
     def checkout(self, target: Upstream) -> Connection | None:
         with self._pool_lock:
             idle = self._pool.get(target)
@@ -219,11 +224,16 @@ class _Handler(BaseHTTPRequestHandler):
                 code, message = "ConnectionError", str(err)
                 self.send_error(502, f"rolesmith proxy: upstream failed: {err}")
                 return
-            status = resp.status
             out_length = resp.getheader("content-length")
             stream = (resp.status < 300 and self.command != "HEAD" and out_length is not None
                       and out_length.isdigit() and int(out_length) > _IN_MEMORY)
-            data = b"" if stream else resp.read()
+            try:
+                data = b"" if stream else resp.read()
+            except OSError as err:  # the upstream's answer broke off or is malformed
+                code, message = "ConnectionError", str(err)
+                self.send_error(502, f"rolesmith proxy: upstream failed: {err}")
+                return
+            status = resp.status
             if resp.status >= 300:
                 code, message = _error_of(resp, data)
             request_id = resp.getheader("x-amz-request-id") or resp.getheader("x-amzn-requestid")
