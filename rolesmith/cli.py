@@ -348,7 +348,7 @@ def sandbox(scenario: Path, port: int, log_dir: Path | None) -> None:
     from rolesmith.sandbox.server import describe
 
     with _errors():
-        handle = start_sandbox(scenario, port=port, log_dir=log_dir)
+        handle = start_sandbox(scenario, port=port, log_dir=log_dir, warm=True)  # its clients are other processes
     done = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: done.set())
     try:

@@ -202,3 +202,16 @@ def test_simulate_is_itself_authorised(sb: Any) -> None:
     assert (code, status) == ("AccessDenied", 403)
     assert msg.startswith(f"User: arn:aws:iam::{ACCT}:user/capped is not authorized to perform: "
                           "iam:SimulatePrincipalPolicy on resource: ")
+
+
+# -- moto's copy, created on first need --------------------------------------------------------
+def test_moto_is_seeded_per_service_before_the_first_request_that_reads_it(fresh: Any) -> None:
+    from moto.kms.models import kms_backends
+    from moto.s3.models import s3_backends
+
+    assert KEY.rsplit("/", 1)[1] not in kms_backends[ACCT]["us-east-1"].keys  # not yet: nothing asked KMS
+    assert "answers-data" not in s3_backends[ACCT]["aws"].buckets
+    assert "answers-data" in [b["Name"] for b in client(fresh, "app/admin", "s3").list_buckets()["Buckets"]]
+    assert KEY.rsplit("/", 1)[1] not in kms_backends[ACCT]["us-east-1"].keys  # S3 does not read KMS state
+    meta = client(fresh, "app/admin", "kms").describe_key(KeyId=KEY)["KeyMetadata"]
+    assert (meta["Arn"], meta["Description"]) == (KEY, "rolesmith sandbox key data-key")
