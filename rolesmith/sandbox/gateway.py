@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import unquote
 
-from rolesmith.sandbox import answers, effects, emr, errors, sts
+from rolesmith.sandbox import answers, effects, errors
 from rolesmith.sandbox.auth import Credentials, Identity, signature_matches
 from rolesmith.sandbox.cloudtrail import Trail, make_record, resource_entries
 from rolesmith.sandbox.context import request_context
@@ -116,6 +116,8 @@ class Gateway:
         if call.service == "sts" and call.operation == "GetCallerIdentity":
             mapped = self.map_call(ident, call)
             self.finish(mapped, [], error=None)
+            from rolesmith.sandbox import sts  # STS and EMR modules load on their first call: cold start
+
             return sts.caller_identity(ident)
         mapped = self.map_call(ident, call)
         if mapped.unknown and not mapped.checks:
@@ -144,6 +146,8 @@ class Gateway:
             self.finish(mapped, checks, error=(errors.code_for(call.protocol), "Access Denied" if s3 else refusal.message))
             return errors.denied(call, method, refusal.message, s3_bare=s3)
         if call.service == "sts" and call.operation in ("AssumeRole",):
+            from rolesmith.sandbox import sts
+
             return sts.assume_role(self, ident, call, mapped, checks)
         if call.service == "cloudtrail" and call.operation == "LookupEvents":
             self.finish(mapped, checks, error=None)
@@ -166,6 +170,8 @@ class Gateway:
             elements = _response_elements(call, resp.body)
         self.finish(mapped, checks, error=err, response_elements=elements)
         if err is None and call.service == "emr" and call.operation == "RunJobFlow" and elements:
+            from rolesmith.sandbox import emr
+
             emr.simulate(self, ident, call, str(elements.get("jobFlowId")))
         return resp
 
