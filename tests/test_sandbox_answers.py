@@ -215,3 +215,23 @@ def test_moto_is_seeded_per_service_before_the_first_request_that_reads_it(fresh
     assert KEY.rsplit("/", 1)[1] not in kms_backends[ACCT]["us-east-1"].keys  # S3 does not read KMS state
     meta = client(fresh, "app/admin", "kms").describe_key(KeyId=KEY)["KeyMetadata"]
     assert (meta["Arn"], meta["Description"]) == (KEY, "rolesmith sandbox key data-key")
+
+
+def test_a_seeding_failure_names_the_scenario_and_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolesmith.sandbox import load_scenario, seed
+
+    scenario = load_scenario(ROOT / "fixtures/sandbox/answers.yaml")
+    calls: list[str] = []
+
+    def refuse(sc: Any) -> None:
+        calls.append(sc.source)
+        raise ValueError("refused")
+
+    monkeypatch.setitem(seed._SEED, "kms", refuse)
+    seeder = seed.Seeder(scenario)
+    with pytest.raises(seed.SeedError) as info:
+        seeder.ensure_for("kms")
+    assert str(info.value) == (f"{scenario.source}: cannot create the scenario's kms resources in moto "
+                               "(ValueError: refused); check the moto version")
+    seeder.ensure_for("kms")  # a retry would only trip over what the first attempt created
+    assert calls == [scenario.source]

@@ -18,6 +18,7 @@ import json
 import threading
 from typing import Any, Callable
 
+from rolesmith.errors import RolesmithError
 from rolesmith.sandbox.scenario import Scenario
 
 SERVICES = ("iam", "kms", "s3", "sqs")  # the moto services a scenario declares resources in
@@ -26,6 +27,10 @@ SERVICES = ("iam", "kms", "s3", "sqs")  # the moto services a scenario declares 
 # notifications to SQS queues. Services not listed here (and not in SERVICES) get every backend
 # seeded first: EC2 reads IAM instance profiles, EMR roles, CloudFormation anything.
 _ALSO_READS = {"s3": ("sqs",)}
+
+
+class SeedError(RolesmithError):
+    """moto refused to create a scenario resource (the scenario itself was validated on load)."""
 
 
 def needs(service: str) -> tuple[str, ...]:
@@ -53,17 +58,13 @@ class Seeder:
                 continue
             with self._locks[name]:  # one lock at a time: no ordering to get wrong
                 if name not in self._done:
-                    _SEED[name](self.scenario)
-                    self._done.add(name)
-
-    @property
-    def seeded(self) -> frozenset[str]:
-        return frozenset(self._done)
-
-
-def seed(scenario: Scenario) -> None:
-    """Every service at once (callers that read moto's state directly)."""
-    Seeder(scenario).ensure()
+                    try:
+                        _SEED[name](self.scenario)
+                    except Exception as err:  # moto's own error: name the scenario and the service
+                        raise SeedError(f"{self.scenario.source}: cannot create the scenario's {name} resources in "
+                                        f"moto ({type(err).__name__}: {err}); check the moto version") from err
+                    finally:
+                        self._done.add(name)  # a second attempt would only fail on what the first created
 
 
 def _seed_iam(scenario: Scenario) -> None:
