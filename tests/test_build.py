@@ -287,3 +287,48 @@ def test_shared_corpus_builds_and_its_cloudformation_passes_cfn_lint(tmp_path: P
             paths.append(path)
     assert len(paths) == len(LINTED_SOURCES)
     assert {p.name: problems for p, problems in _cfn_lint(paths).items() if problems} == {}
+
+
+def test_build_pauses_automatic_gc_and_restores_it_even_on_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline turns the cyclic collector off while it aggregates (rolesmith.gcpause); a library
+    must hand the process back as it found it, after a success, after an error, and when nested."""
+    import gc
+
+    from rolesmith.gcpause import gc_paused
+    from rolesmith.graph.usage import UsageGraph
+    from rolesmith.trail import TrailError
+
+    trail = ROOT / "fixtures" / "trails" / "secure_inbox.jsonl"
+    assert gc.isenabled()
+    seen: list[bool] = []
+    add = UsageGraph.add
+
+    def spy(self: UsageGraph, *args: Any) -> None:
+        seen.append(gc.isenabled())
+        add(self, *args)
+
+    monkeypatch.setattr(UsageGraph, "add", spy)
+    build_policies([trail])
+    assert seen and not any(seen), "the collector ran while events were aggregated"
+    assert gc.isenabled()
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Records": [{"eventName": "GetObject"}]}')
+    with pytest.raises(TrailError):
+        build_policies([bad])
+    assert gc.isenabled()
+
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "an inner pause ended the outer one"
+    assert gc.isenabled()
+
+    gc.disable()  # a caller that runs with the collector off keeps it off
+    try:
+        build_policies([trail])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from rolesmith.gcpause import gc_paused
 from rolesmith.graph.export import FORMATS, UnknownGraphFormat, export_graph, graph_document
 from rolesmith.graph.model import Assumption, GraphUse, UseKey
 from rolesmith.graph.usage import UsageGraph
@@ -25,8 +26,9 @@ def graph_from_events(events: "Iterable[Event]") -> UsageGraph:
 
     graph = UsageGraph()
     add = graph.add
-    for event in events:
-        add(event, uses_for(event))
+    with gc_paused():
+        for event in events:
+            add(event, uses_for(event))
     return graph
 
 

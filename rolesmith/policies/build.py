@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from rolesmith.gcpause import gc_paused
 from rolesmith.graph.usage import UsageGraph
 from rolesmith.policies.model import BuildOptions, PolicySet
 from rolesmith.policies.synthesize import policies_from_graph
@@ -34,4 +35,6 @@ def build_policies(paths: Sequence[str | Path], options: BuildOptions | None = N
 
     options = options or BuildOptions()
     graph, report = graph_from_paths(paths, skip_bad=options.skip_bad)
-    return BuildResult(policies=policies_from_graph(graph, options), graph=graph, report=report)
+    with gc_paused():  # synthesis allocates per use too (see rolesmith.gcpause)
+        policies = policies_from_graph(graph, options)
+    return BuildResult(policies=policies, graph=graph, report=report)
