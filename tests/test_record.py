@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from rolesmith.cli import main
@@ -89,6 +90,103 @@ def test_boto3_program_recorded_once_per_call_with_exit_code(tmp_path, aws_env):
 
 def _list(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_one_get_caller_identity_per_key_however_many_calls(tmp_path, aws_env, monkeypatch):
+    """userIdentity comes from ONE sts:GetCallerIdentity that rolesmith itself makes for the run's key,
+    however many calls the child makes with it: 10 calls, from two processes, each seen by hook and proxy."""
+    from rolesmith.record import session as record_session
+    from rolesmith.record.session import _default_client
+
+    resolvers: list = []
+
+    class Counted(record_session.IdentityResolver):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            resolvers.append(self)
+
+    monkeypatch.setattr(record_session, "IdentityResolver", Counted)
+    sent: list[str] = []  # GetCallerIdentity requests rolesmith's own clients put on the wire to moto
+
+    def factory(service, env):
+        client = _default_client(service, env)
+        client.meta.events.register("before-send.sts.GetCallerIdentity", lambda request, **_: sent.append(request.url))
+        return client
+
+    out = tmp_path / "out"
+    workload = str(FIXTURES / "workload_repeat.py")
+    result = record(["sh", "-c", '"$0" "$1" 5 && "$0" "$1" 5', PYTHON, workload],
+                    RecordOptions(out_dir=out, env=aws_env, client_factory=factory))
+    assert result.exit_code == 0
+    records = _records(out)
+    assert [r["eventName"] for r in records] == ["ListBuckets"] * 10  # rolesmith's own call is not recorded
+    assert len(resolvers) == 1 and resolvers[0].sts_calls == 1
+    assert len(sent) == 1
+    identities = {json.dumps(r["userIdentity"], sort_keys=True) for r in records}
+    assert len(identities) == 1
+    identity = records[0]["userIdentity"]
+    assert identity["accessKeyId"] == ACCESS_KEY and identity["arn"].startswith("arn:aws:")
+    assert result.principals == (identity["arn"],)
+
+
+@pytest.mark.parametrize("capture", ["hook", "proxy"])
+def test_a_refused_call_is_recorded_with_its_error_code_and_message(tmp_path, aws_env, capture):
+    """A call the service refuses is in recording.jsonl with the errorCode and errorMessage the SDK got,
+    for an XML (S3 NoSuchKey) and a JSON protocol error (KMS NotFoundException), by either capture."""
+    out = tmp_path / "out"
+    seen_file = tmp_path / "seen.json"
+    result = record([PYTHON, str(FIXTURES / "workload_errors.py"), str(seen_file)],
+                    RecordOptions(out_dir=out, env=aws_env, capture=capture))
+    assert result.exit_code == 0
+    seen = json.loads(seen_file.read_text())
+    assert seen["GetObject"][0] == "NoSuchKey" and seen["DescribeKey"][0] == "NotFoundException"
+    records = {r["eventName"]: r for r in _records(out)}
+    assert sorted(records) == ["CreateBucket", "DescribeKey", "GetObject"]
+    assert "errorCode" not in records["CreateBucket"] and "errorMessage" not in records["CreateBucket"]
+    for name, status in (("GetObject", 404), ("DescribeKey", 400)):
+        rec = records[name]
+        assert [rec["errorCode"], rec["errorMessage"]] == seen[name], name
+        assert rec["errorMessage"], name  # the service's words, not an empty string
+        assert rec["additionalEventData"] == {"rolesmith": capture, "httpStatus": status}
+    assert {"bucketName": "reports", "key": "missing.csv"}.items() <= records["GetObject"]["requestParameters"].items()
+    assert result.denied == ()  # refused, not denied: nothing for `rolesmith explain`
+
+
+def test_cli_format_cloudformation_writes_a_template(tmp_path, aws_env):
+    """`record --format cloudformation`: policies.json on stdout, and OUT/rolesmith.yaml, a CloudFormation
+    template granting what the run did, that cfn-lint accepts."""
+    import boto3
+
+    # An IAM user's key: moto answers GetCallerIdentity for it with the user's IAM ARN (for an unknown
+    # key it answers arn:aws:sts::…:user/moto, which no template can name).
+    iam = boto3.client("iam", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET)
+    iam.create_user(UserName="report-writer")
+    key = iam.create_access_key(UserName="report-writer")["AccessKey"]
+    env = {k: v for k, v in aws_env.items() if k != "AWS_SESSION_TOKEN"}
+    env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["record", "-o", str(out), "--capture", "hook", "--format", "cloudformation",
+                                       "--", PYTHON, str(FIXTURES / "workload_boto3.py")], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads((out / "policies.json").read_text())
+    template_path = out / "rolesmith.yaml"
+    assert result.stderr.splitlines()[-2:] == [f"wrote {out / 'policies.json'}", f"wrote {template_path}"]
+    text = template_path.read_text()
+    template = yaml.safe_load(text)  # YAML, not JSON text
+    assert not text.lstrip().startswith("{")
+    assert template["AWSTemplateFormatVersion"] == "2010-09-09"
+    [policy] = [r for r in template["Resources"].values() if r["Type"] in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy")]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"  # the existing user's: the run assumed no role
+    [user_param] = [p["Ref"] for p in policy["Properties"]["Users"]]
+    assert template["Parameters"][user_param]["Default"] == "report-writer"
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    actions = {a for st in statements for a in _list(st["Action"])}
+    assert actions == {"s3:CreateBucket", "s3:PutObject", "s3:GetObject", "s3:DeleteObject"}
+    if Path(PYTHON).with_name("cfn-lint").exists():
+        from test_render import _cfn_lint  # the helper every rendered template in test_render goes through
+
+        assert _cfn_lint([template_path]) == {template_path: []}
 
 
 @pytest.mark.slow

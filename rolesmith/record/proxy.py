@@ -334,20 +334,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _error_of(resp: Response, data: bytes) -> tuple[str | None, str | None]:
     kind = resp.getheader("x-amzn-errortype")
-    if kind:
-        return kind.split(":", 1)[0].rsplit("#", 1)[-1], None
-    m = _XML_CODE.search(data[:4096])
-    if m:
-        msg = _XML_MSG.search(data[:4096])
-        return m.group(1).decode("utf-8", "replace"), msg.group(1).decode("utf-8", "replace") if msg else None
+    header_code = kind.split(":", 1)[0].rsplit("#", 1)[-1] if kind else None
+    if not kind:
+        m = _XML_CODE.search(data[:4096])
+        if m:
+            msg = _XML_MSG.search(data[:4096])
+            return m.group(1).decode("utf-8", "replace"), msg.group(1).decode("utf-8", "replace") if msg else None
     try:
         import json
 
+        # JSON protocols name the error in the header and still give its message in the body.
         doc = json.loads(data[:65536] or b"{}")
         if isinstance(doc, dict):
-            code = doc.get("__type") or doc.get("code") or doc.get("Code")
+            code = header_code or doc.get("__type") or doc.get("code") or doc.get("Code")
             return (str(code).rsplit("#", 1)[-1] if code else None), doc.get("message") or doc.get("Message")
     except ValueError:
         pass
-    return f"HTTP{resp.status}", None
+    return header_code or f"HTTP{resp.status}", None
 
