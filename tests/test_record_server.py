@@ -216,3 +216,83 @@ def test_merge_never_joins_a_record_twice():
     merged = merge([joined, twin], server)
     assert sorted((r["eventID"], r["additionalEventData"]["rolesmith"]) for r in merged) == [
         ("s1", "hook+cloudtrail"), ("s2", "hook+cloudtrail")]
+
+
+class _FakeTime:
+    """A clock that only moves when slept on (or when a request takes time): polling is instant."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class _TrickleTrail:
+    """LookupEvents that finds one more event on every poll (``arriving``), or never any. Gives up
+    loudly instead of hanging if the caller never stops polling."""
+
+    def __init__(self, fake: _FakeTime, arriving: bool) -> None:
+        self.fake, self.arriving, self.requests = fake, arriving, 0
+
+    def lookup_events(self, **kwargs):
+        self.requests += 1
+        assert self.requests <= 50, "still polling LookupEvents long after --cloudtrail-wait passed"
+        self.fake.now += 0.2  # a request takes time
+        n = self.requests if self.arriving else 0
+        return {"Events": [{"EventId": f"e{i}", "CloudTrailEvent": json.dumps({
+            "eventID": f"e{i}", "eventName": "CreateBucket", "requestID": f"r{i}",
+            "eventTime": f"2024-05-01T10:00:{i:02d}Z"})} for i in range(1, n + 1)]}
+
+
+@pytest.mark.parametrize("arriving", [True, False], ids=["events-keep-arriving", "events-never-arrive"])
+def test_lookup_stops_when_the_wait_runs_out(arriving):
+    from rolesmith.record.cloudtrail import lookup_events
+
+    fake = _FakeTime()
+    trail = _TrickleTrail(fake, arriving)
+    progress: list[float] = []
+    began = fake.now
+    found = lookup_events(trail, ["AKIA1"], began - 5, began, wait=100.0, interval=30.0,
+                          expected=lambda got: "r-never" in {r["requestID"] for r in got.values()},
+                          sleep=fake.sleep, clock=fake.clock, progress=lambda f, _label: progress.append(f))
+    elapsed = fake.now - began
+    assert 100.0 <= elapsed <= 101.0  # stopped at the first poll after the wait, not an interval later
+    assert max(fake.sleeps) <= 30.0  # polled every interval; the last sleep only up to the deadline
+    assert trail.requests == 5  # at 0, 30, 60, 90 and 100 s
+    # What it had when the wait ran out, oldest first.
+    assert [r["eventID"] for r in found] == ([f"e{i}" for i in range(1, 6)] if arriving else [])
+    assert progress[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in progress)
+
+
+def test_record_returns_the_capture_when_cloudtrail_never_delivers(tmp_path, aws_env):
+    """record(cloudtrail=True): events that never come cost cloudtrail_wait, then the run ends with the
+    client-side records as they were; the fake clock makes the 2-minute wait instant."""
+    fake = _FakeTime()
+    trails: list[_TrickleTrail] = []
+
+    def factory(service: str, env):
+        if service == "cloudtrail":
+            trails.append(_TrickleTrail(fake, arriving=False))
+            return trails[-1]
+        return _default_client(service, env)
+
+    out = tmp_path / "out"
+    progress: list[float] = []
+    result = record([sys.executable, str(FIXTURES / "workload_assume.py")], RecordOptions(
+        out_dir=out, env=aws_env, cloudtrail=True, cloudtrail_wait=120.0, poll_interval=30.0, client_factory=factory,
+        sleep=fake.sleep, clock=fake.clock, progress=lambda f, _label: progress.append(f)))
+    assert result.exit_code == 0
+    assert len(trails) == 1
+    assert 120.0 <= fake.now - 1_700_000_000.0 <= 121.0
+    merged = [json.loads(line) for line in (out / "recording.jsonl").read_text().splitlines()]
+    assert sorted(r["eventName"] for r in merged) == ["AssumeRole", "CreateBucket", "PutObject"]
+    assert {r["additionalEventData"]["rolesmith"] for r in merged} == {"hook"}
+    assert result.calls_by_method == {"hook": 3, "cloudtrail": 0}
+    assert progress[-1] == 1.0
