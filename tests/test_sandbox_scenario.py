@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,57 @@ def test_cli_serves_prints_env_and_stops_on_sigterm(tmp_path: Path) -> None:
     # Stopping flushed the trail: the upload is in the caller's and the bucket owner's logs.
     assert sorted(p.name for p in (tmp_path / "trail" / "AWSLogs").iterdir()) == ["444444444444", "555555555555"]
     assert os.environ.get("AWS_ACCESS_KEY_ID") != env["AWS_ACCESS_KEY_ID"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serves_on_the_port_given(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rolesmith.cli", "sandbox", "--scenario",
+                             str(ROOT / "examples/secure_inbox.yaml"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first, proc.stderr.read() if proc.stderr else ""
+        assert first.startswith(f"rolesmith sandbox: http://127.0.0.1:{port} (scenario ")
+        # The first principal's block: "# NAME  (ARN)", then "export K=V" lines up to a blank line.
+        arn, env, line = "", {}, ""
+        while not (env and line == "\n"):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            if line.startswith("# ") and not arn:
+                arn = line.rstrip("\n").rsplit("(", 1)[1].rstrip(")")
+            elif line.startswith("export "):
+                key, value = line[len("export "):].rstrip("\n").split("=", 1)
+                env[key] = value
+        assert env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
+        sts = boto3.session.Session(region_name="us-east-1").client(
+            "sts", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env.get("AWS_SESSION_TOKEN"))
+        who = sts.get_caller_identity()["Arn"]  # that port answers, as the principal printed
+        assert who == arn or who.startswith(arn.replace(":iam::", ":sts::").replace(":role/", ":assumed-role/") + "/")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_cli_port_in_use_is_a_one_line_error() -> None:
+    scenario = ROOT / "examples/secure_inbox.yaml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["sandbox", "--scenario", str(scenario), "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {scenario}: cannot listen on 127.0.0.1:{port}: Address already in use; "
+                             "pick another --port\n")
+    # Nothing was left running: the same process can start a sandbox now.
+    from rolesmith.sandbox import start_sandbox
+
+    start_sandbox(scenario).stop()
