@@ -70,6 +70,24 @@ def test_repeated_use_is_one_node_with_counts_and_capped_evidence() -> None:
     assert kinds == ["principal", "resource", "use"]
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [f"{i:08x}-aaaa-4bbb-8ccc-{i:012x}" for i in range(25)],  # CloudTrail's lower-case UUIDs: kept packed
+        ["0c8a1d2e-aaaa-4bbb-8ccc-000000000001", "trail.json#7", "0c8a1d2e-aaaa-4bbb-8ccc-000000000002"],
+        ["0C8A1D2E-AAAA-4BBB-8CCC-000000000001", "0c8a1d2e-aaaa-4bbb-8ccc-000000000001"],  # case is kept
+        ["0c8a1d2e aaaa-4bbb-8ccc-0000000000 1", "0c8a1d2e-aaaa-4bbb-8ccc-00000000000g"],  # UUID-sized, not UUIDs
+    ],
+)
+def test_evidence_ids_come_back_exactly_as_logged_in_order_without_repeats(ids: list[str]) -> None:
+    events = [*ids, ids[0], ids[-1]]  # the same event read twice (two copies of a log file) is one piece of evidence
+    graph = build(*(put(OBJ_B, eid=e, t=1000.0 + i) for i, e in enumerate(events)))
+    [use] = graph.needs(ROLE)
+    assert use.count == len(events)
+    assert use.events == tuple(ids[:EVIDENCE_CAP])
+    assert graph.stats(use.key)["events"] == list(ids[:EVIDENCE_CAP])
+
+
 def test_denied_use_is_kept_apart_and_only_returned_on_request() -> None:
     event = ev("ListObjectsV2", "s3.amazonaws.com", eid="d1", error="AccessDenied")
     graph = build(put(OBJ_B, eid="p1"), (event, EventUses(uses=(Use(action="s3:ListBucket",
@@ -228,3 +246,13 @@ def test_real_trail_links_kms_calls_to_the_secret_and_parameter_reads() -> None:
             linked[use.via] = trigger.action
     assert linked == {"secretsmanager.amazonaws.com": "secretsmanager:GetSecretValue",
                       "ssm.amazonaws.com": "ssm:GetParameter"}
+
+
+def test_a_packed_id_is_matched_only_at_an_id_boundary() -> None:
+    from rolesmith.graph.evidence import holds
+
+    a, b = bytes(8) + b"\x01" * 8, b"\x01" * 8 + bytes(8)
+    across = b"\x01" * 16  # the last half of a and the first half of b
+    assert holds(a + b, a) and holds(a + b, b)
+    assert not holds(a + b, across)
+    assert holds(a + b + across, across)

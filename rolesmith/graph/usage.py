@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 import networkx as nx
 
 from rolesmith.actions.model import EventUses, Use
+from rolesmith.graph.evidence import holds, pack_id, unpack_ids
 from rolesmith.graph.model import CONTEXT_CAP, ERROR_CAP, EVIDENCE_CAP, Assumption, GraphUse, UseKey
 from rolesmith.trail.model import Event, Principal
 
@@ -40,6 +41,7 @@ _ASSUME_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithW
 _CREATING = ("Create", "Run", "Allocate", "Launch", "Request", "Start")
 _CREATED_ID = re.compile(r"^(?:sg|i|vol|eni|snap|lt|j|r|fleet|sir)-[0-9A-Za-z]{6,}$")
 CREATED_CAP = 10_000
+_PACKED_CAP = EVIDENCE_CAP * 16
 # s3:PutObject and friends whose x-amz-acl header decides the bucket-policy condition.
 _ACL_ACTIONS = frozenset({"s3:PutObject", "s3:PutObjectAcl"})
 # A service-invoked call made for the same principal (KMS data key for an S3 upload) happens while
@@ -81,7 +83,7 @@ class _Stats:
         self.first: float | None = None
         self.last: float | None = None
         self.errors: list[str] | None = None
-        self.events: list[str] = []
+        self.events: bytes | list[str] = b""  # evidence ids, packed while they are all UUIDs
         self.inferred_by: set[str] | None = None
         self.partial = False
         self.resource_account = resource_account
@@ -94,7 +96,7 @@ class _Stats:
     def attrs(self) -> dict[str, Any]:
         return {
             "action": self.key.action, "count": self.count, "observed": self.observed, "first_seen": self.first,
-            "last_seen": self.last, "errors": list(self.errors or ()), "events": list(self.events),
+            "last_seen": self.last, "errors": list(self.errors or ()), "events": unpack_ids(self.events),
             "inferred_by": set(self.inferred_by or ()), "partial": self.partial,
             "resource_account": self.resource_account,
         }
@@ -219,6 +221,7 @@ class UsageGraph:
         denied = event.denied
         when = event.time
         evidence = _evidence(event)
+        packed: bytes | None = None  # evidence packed (b"" when not a UUID), made on first need
         passed: tuple[str, ...] = ()
         match: tuple[str, ...] = ()
         if event.invoked_by and principal.kind != "service":
@@ -252,8 +255,17 @@ class UsageGraph:
                         stats.errors = []
                     if code not in stats.errors and len(stats.errors) < ERROR_CAP:
                         stats.errors.append(code)
-                if len(stats.events) < EVIDENCE_CAP and evidence not in stats.events:
-                    stats.events.append(evidence)
+                held = stats.events
+                if type(held) is bytes:
+                    if len(held) < _PACKED_CAP:
+                        if packed is None:
+                            packed = pack_id(evidence) or b""
+                        if not packed:
+                            stats.events = [*unpack_ids(held), evidence]
+                        elif not holds(held, packed):
+                            stats.events = held + packed
+                elif len(held) < EVIDENCE_CAP and evidence not in held:
+                    held.append(evidence)
                 if use.partial:
                     stats.partial = True
                 if use.action in _ACL_ACTIONS:
@@ -346,7 +358,7 @@ class UsageGraph:
         s = self._by_key[key]
         return GraphUse(
             key=key, resource_account=s.resource_account, count=s.count, first_seen=s.first, last_seen=s.last,
-            errors=tuple(s.errors or ()), events=tuple(s.events),
+            errors=tuple(s.errors or ()), events=tuple(unpack_ids(s.events)),
             provenance="observed" if s.observed else "inferred",
             inferred_by=tuple(sorted(s.inferred_by)) if s.inferred_by else (),
             partial=s.partial, acl=tuple(sorted(s.acl)) if s.acl else (),
