@@ -37,6 +37,11 @@ class UseKey:
         return " | ".join(parts)
 
 
+def use_sort_key(key: UseKey) -> tuple[object, ...]:
+    """The deterministic order of uses in every query and output."""
+    return (key.principal, key.action, key.resource, key.conditions, key.via or "", key.denied)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GraphUse:
     """A snapshot of one use node with its evidence (what ``needs`` and ``trigger_of`` return)."""
