@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rolesmith.actions.model import Condition
+from rolesmith.graph.evidence import unpack_ids
 
 # Evidence event ids kept per use / assumes edge: enough to point a reader at examples, while memory
 # grows with the number of distinct uses rather than with the number of events.
@@ -52,11 +53,20 @@ class GraphUse:
     first_seen: float | None
     last_seen: float | None
     errors: tuple[str, ...]
-    events: tuple[str, ...]
+    # The evidence ids as the graph holds them (packed while they are UUIDs, see
+    # rolesmith.graph.evidence): a snapshot of every use is taken at once when policies are
+    # written, and most uses' evidence is never read, so ``events`` unpacks it only when asked.
+    evidence: bytes | tuple[str, ...]
     provenance: Literal["observed", "inferred"]
     inferred_by: tuple[str, ...]  # rule ids that inferred it (also set when it was observed too)
     partial: bool
     acl: tuple[str, ...]  # x-amz-acl values the uploads sent ("" where an upload sent none)
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """Evidence event ids (``eventID``, else ``path#index``), in the order first seen."""
+        evidence = self.evidence
+        return evidence if type(evidence) is tuple else tuple(unpack_ids(evidence))
 
     @property
     def principal(self) -> str:

@@ -333,7 +333,7 @@ class UsageGraph:
         s = self._by_key[key]
         return GraphUse(
             key=key, resource_account=s.resource_account, count=s.count, first_seen=s.first, last_seen=s.last,
-            errors=tuple(s.errors or ()), events=tuple(unpack_ids(s.events)),
+            errors=tuple(s.errors or ()), evidence=s.events if type(s.events) is bytes else tuple(s.events),
             provenance="observed" if s.observed else "inferred",
             inferred_by=tuple(sorted(s.inferred_by)) if s.inferred_by else (),
             partial=s.partial, acl=tuple(sorted(s.acl)) if s.acl else (),

@@ -113,9 +113,13 @@ class _Findings:
 
     def add(self, code: str, message: str, events: Iterable[str] = ()) -> None:
         ids = self._items.setdefault((code, message), [])
-        for event in events:
-            if event not in ids and len(ids) < EVIDENCE_CAP:
+        if len(ids) >= EVIDENCE_CAP:
+            return
+        for event in events:  # often a generator over many uses' evidence: stop at the cap
+            if event not in ids:
                 ids.append(event)
+                if len(ids) >= EVIDENCE_CAP:
+                    return
 
     def result(self) -> tuple[Finding, ...]:
         return tuple(Finding(code=c, message=m, events=tuple(e)) for (c, m), e in sorted(self._items.items()))
@@ -251,7 +255,8 @@ def _generalize(granted: list[tuple[GraphUse, tuple[Condition, ...]]], options: 
         else:
             mapping, widenings = generalize((u.resource for u in uses), created)
             for w in widenings:
-                events = [e for u in uses if u.resource in w.original for e in u.events]
+                original = frozenset(w.original)
+                events = (e for u in uses if u.resource in original for e in u.events)
                 shown = ", ".join(w.original[:3]) + (f" and {len(w.original) - 3} more" if len(w.original) > 3 else "")
                 findings.add("GENERALIZED",
                              f"{principal}: {action} on {w.widened} instead of {shown}: {w.why}"
