@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # name -> (arguments for a full run, arguments for --quick)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
-    "ingest": ([], ["--events", "200000", "--small", "20000"]),
+    "ingest": ([], ["--events", "200000", "--small", "20000", "--rounds", "1"]),
     "graph": ([], ["--small", "20000", "--large", "200000"]),
     "actions": ([], []),
     "evaluator": ([], []),
