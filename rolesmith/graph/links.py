@@ -130,10 +130,6 @@ _DATA_ACTIONS = frozenset({
 })
 
 
-def _data_rank(action: str) -> int:
-    return _data_rank_parts(action, action.split(":", 1)[1])
-
-
 def _data_rank_parts(action: str, name: str) -> int:
     if action in _DATA_ACTIONS:
         return 0

@@ -30,8 +30,8 @@ from typing import Any, Iterable, Iterator
 import networkx as nx
 
 from rolesmith.actions.model import EventUses, Use
-from rolesmith.graph.links import compute_links
 from rolesmith.graph.evidence import holds, pack_id, unpack_ids
+from rolesmith.graph.links import compute_links
 from rolesmith.graph.model import CONTEXT_CAP, ERROR_CAP, EVIDENCE_CAP, Assumption, GraphUse, UseKey
 from rolesmith.graph.model import use_sort_key as _sort_key
 from rolesmith.trail.model import Event, Principal
@@ -46,7 +46,6 @@ CREATED_CAP = 10_000
 _PACKED_CAP = EVIDENCE_CAP * 16
 # s3:PutObject and friends whose x-amz-acl header decides the bucket-policy condition.
 _ACL_ACTIONS = frozenset({"s3:PutObject", "s3:PutObjectAcl"})
-
 
 
 def _evidence(event: Event) -> str:

@@ -34,7 +34,7 @@ def build_policies(paths: Sequence[str | Path], options: BuildOptions | None = N
     from rolesmith.graph import graph_from_paths
 
     options = options or BuildOptions()
-    graph, report = graph_from_paths(paths, skip_bad=options.skip_bad)
-    with gc_paused():  # synthesis allocates per use too (see rolesmith.gcpause)
+    with gc_paused():  # one pause for reading and synthesis, so no full collection runs between them
+        graph, report = graph_from_paths(paths, skip_bad=options.skip_bad)
         policies = policies_from_graph(graph, options)
     return BuildResult(policies=policies, graph=graph, report=report)
