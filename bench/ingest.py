@@ -313,16 +313,18 @@ def generate(root: Path, events: int, seed: int = 20240101, *, repeat_every: int
         (folder / name).write_bytes(gzip.compress(orjson.dumps({"Records": records}), compresslevel=6, mtime=0))
         files += 1
 
+    def flush_all() -> None:
+        for (acct, region), buf in sorted(buffers.items()):
+            if buf:
+                flush(acct, region, buf)
+        buffers.clear()
+
     period = repeat_every or events
-    draw = random.Random(events_seed)
     for i in range(events):
         run, j = divmod(i, period)
         if j == 0:
+            flush_all()  # a run's files hold only that run's events
             draw = random.Random(events_seed)  # every run of the workload makes the same calls
-            for buf_key, buf in sorted(buffers.items()):
-                if buf:
-                    flush(*buf_key, buf)
-            buffers = {}
         acct, region, ev = _event(draw, world, START + SPAN * (run + j / period))
         if run:
             ev["eventID"] = _uuid(ids)
@@ -334,9 +336,7 @@ def generate(root: Path, events: int, seed: int = 20240101, *, repeat_every: int
         if len(buf) >= PER_FILE:
             flush(acct, region, buf)
             buffers[(acct, region)] = []
-    for (acct, region), buf in sorted(buffers.items()):
-        if buf:
-            flush(acct, region, buf)
+    flush_all()
     return files
 
 
