@@ -332,3 +332,47 @@ def test_build_pauses_automatic_gc_and_restores_it_even_on_bad_input(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+FEDERATED = ROOT / "fixtures" / "trail" / "federated" / "get-federation-token.json"
+BROKER = "arn:aws:iam::111122223333:user/broker"
+
+
+def test_federated_user_calls_land_in_the_issuing_users_policy_with_a_session_policy_finding() -> None:
+    # A GetFederationToken session's permissions are the calling IAM user's policy intersected with the
+    # session policy (IAM User Guide, id_credentials_temp_control-access_getfederationtoken); CloudTrail
+    # names that user as the session's sessionIssuer (userIdentity reference). So the user's policy is
+    # the one to write, and the session policy is named as the other half.
+    result = CliRunner().invoke(main, ["build", str(FEDERATED), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [p["principal"] for p in doc["identity_policies"]] == [BROKER]
+    granted = {(s["Action"], s["Resource"]) for s in doc["identity_policies"][0]["policy"]["Statement"]}
+    assert granted == {("s3:GetObject", "arn:aws:s3:::reports-111122223333/2024/03/q1.csv"),
+                       ("sts:GetFederationToken", "arn:aws:sts::111122223333:federated-user/Bob")}
+    session = [f for f in doc["findings"] if f["code"] == "FEDERATED_SESSION_POLICY"]
+    assert session == [{"code": "FEDERATED_SESSION_POLICY", "events": ["0d1f5e6a-0001-4000-8000-000000000002"],
+                        "message": f"{BROKER}: some calls were made by its GetFederationToken sessions; a session's"
+                                   " permissions are this user's policy intersected with the session policy passed"
+                                   " to GetFederationToken, so that session policy must allow them too"}]
+    assert "NO_POLICY_FOR_PRINCIPAL" not in {f["code"] for f in doc["findings"]}
+    assert "doNotEmit" not in result.stdout
+    ps = build_policies([FEDERATED]).policies
+    request = Request(principal=BROKER, principal_account="111122223333", action="s3:GetObject",
+                      resource="arn:aws:s3:::reports-111122223333/2024/03/q1.csv",
+                      session_arn="arn:aws:sts::111122223333:federated-user/Bob")
+    assert evaluate(request, _policies_for(ps, BROKER, request.action, request.resource)).allowed
+
+
+def test_real_federation_token_trail_attributes_the_session_to_its_user() -> None:
+    # Stratus Red Team's sts-federation-token detonation, as logged by CloudTrail.
+    trail = SHARED / "stratus" / "aws.persistence.sts-federation-token.json"
+    if not trail.exists():
+        pytest.skip(f"../shared/ not present: {trail}")
+    ps = build_policies([trail]).policies
+    user = "arn:aws:iam::742491224508:user/stratus-red-team-user-federation-user"
+    assert [p.principal for p in ps.identity_policies] == [user]
+    assert [(s["Action"], s["Resource"]) for s in ps.identity_policies[0].policy["Statement"]] == [
+        ("sts:GetFederationToken", "arn:aws:sts::742491224508:federated-user/stratus_red_team")]
+    # The session only called GetCallerIdentity, which needs no permission: nothing for a session policy.
+    assert [f.code for f in ps.findings] == []

@@ -162,6 +162,9 @@ class UsageGraph:
         self.unmapped: Counter[str] = Counter()  # "source name: reason" -> events
         self.unmapped_events: dict[str, list[str]] = {}
         self.created: set[str] = set()  # resource ids the trail shows AWS generating (see _CREATED_ID)
+        # IAM user -> evidence of calls its GetFederationToken sessions made (the policy that also
+        # has to allow them is the session policy passed to that call, which no trail shows).
+        self.federated_sessions: dict[str, list[str]] = {}
 
     # -- building -------------------------------------------------------------------------------
 
@@ -190,6 +193,10 @@ class UsageGraph:
             self._nx = None
         if not uses and not inferred:
             return
+        if principal.session_arn is not None and ":federated-user/" in principal.session_arn:
+            ids = self.federated_sessions.setdefault(parn, [])
+            if len(ids) < EVIDENCE_CAP:
+                ids.append(_evidence(event))
         self._links = None
         self._nx = None
         denied = event.denied

@@ -160,6 +160,12 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
                              " roles and users, so none is written for it",
                              (e for u in uses for e in u.events))
             continue
+        federated = graph.federated_sessions.get(arn)
+        if federated:
+            findings.add("FEDERATED_SESSION_POLICY",
+                         f"{arn}: some calls were made by its GetFederationToken sessions; a session's permissions"
+                         " are this user's policy intersected with the session policy passed to GetFederationToken,"
+                         " so that session policy must allow them too", federated)
         for use in uses:
             if not _grantable(use, findings):
                 continue

@@ -8,9 +8,10 @@ userguide/cloudtrail-event-reference-record-contents.html) and the ``userIdentit
 - ``AssumedRole``: the policy attaches to the role, so ``arn`` is ``sessionContext.sessionIssuer.arn``
   (which keeps the role path); without an issuer it is rebuilt from the ``assumed-role/ROLE/SESSION``
   ARN (the path is not in that ARN, so it is lost). The session name and ARN are kept.
-- ``IAMUser`` → the user ARN; ``Root`` → ``arn:PARTITION:iam::ACCOUNT:root``; ``FederatedUser`` /
-  ``SAMLUser`` / ``WebIdentityUser`` → kind "federated"; ``AWSService`` → kind "service" named by
-  ``invokedBy``.
+- ``IAMUser`` → the user ARN; ``Root`` → ``arn:PARTITION:iam::ACCOUNT:root``; ``FederatedUser`` (a
+  GetFederationToken session) → the IAM user (or root) its ``sessionIssuer`` names, the
+  ``federated-user/NAME`` ARN kept as the session; without an issuer, and for ``SAMLUser`` /
+  ``WebIdentityUser``, kind "federated"; ``AWSService`` → kind "service" named by ``invokedBy``.
 - ``AWSAccount`` is the copy of a cross-account call logged in the *resource* account: it names only
   the calling account, so it is not a principal (the reader de-duplicates it against the caller's
   copy). Missing or unknown identities give ``principal=None``: unattributable, never guessed.
@@ -230,6 +231,22 @@ def _principal(
     if kind in _FEDERATED:
         arn = _str(arn)
         parts = _arn_parts(arn)
+        issuer = _arn_parts(issuer_arn) if kind == "FederatedUser" else None
+        if issuer is not None and (issuer[5].startswith("user/") or issuer[5] == "root"):
+            # A GetFederationToken session acts with the permissions of the IAM user (or root) that
+            # called it, intersected with the session policy passed to the call; sessionIssuer names
+            # that caller (userIdentity reference, "FederatedUser"; IAM User Guide,
+            # id_credentials_temp_control-access_getfederationtoken). The policy attaches to the user.
+            session = parts[5][15:] if parts is not None and parts[5].startswith("federated-user/") else None
+            return Principal(
+                arn=issuer_arn if issuer[5] != "root" else f"arn:{issuer[1]}:iam::{issuer[4]}:root",
+                kind="user" if issuer[5] != "root" else "root",
+                account=issuer[4] or _str(account_id),
+                partition=issuer[1],
+                session=session,
+                session_arn=arn if parts is not None else None,
+                access_key_id=key,
+            )
         name = arn or _str(principal_id)
         if name is None:
             provider, user = _str(provider), _str(user_name)
@@ -315,7 +332,7 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
         caller_account = uget("accountId") or None
         invoked_by = uget("invokedBy")
         issuer_arn = None
-        if identity_type == "AssumedRole":
+        if identity_type == "AssumedRole" or identity_type == "FederatedUser":
             context = uget("sessionContext")
             if type(context) is dict:
                 issuer = context.get("sessionIssuer")

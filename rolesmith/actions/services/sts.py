@@ -6,6 +6,10 @@
   tags", https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_permissions-required);
   a source identity needs sts:SetSourceIdentity (IAM User Guide, "Permissions required to set source
   identity", https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_monitor.html).
+- GetFederationToken: sts:GetFederationToken on the ``federated-user`` resource named by the request's
+  ``name`` (Service Authorization Reference for STS: resource type ``federated-user``,
+  ``arn:${Partition}:sts::${Account}:federated-user/${FederatedUserName}``; IAM User Guide,
+  id_credentials_temp_control-access_getfederationtoken).
 """
 
 from __future__ import annotations
@@ -29,14 +33,23 @@ def _assume(action: str):
     return handler
 
 
+def _federation_token(ctx: Ctx) -> EventUses:
+    name = ctx.text("name", "Name")
+    if not name:
+        return EventUses(uses=ctx.use("sts:GetFederationToken", rtype="federated-user"))
+    return EventUses(uses=ctx.use("sts:GetFederationToken", values={"FederatedUserName": name}, rtype="federated-user"))
+
+
 RULES = ServiceRules(
     no_permission=frozenset({"GetCallerIdentity", "GetSessionToken"}),
     handlers={
         "AssumeRole": _assume("sts:AssumeRole"),
         "AssumeRoleWithSAML": _assume("sts:AssumeRoleWithSAML"),
         "AssumeRoleWithWebIdentity": _assume("sts:AssumeRoleWithWebIdentity"),
+        "GetFederationToken": _federation_token,
     },
     emits=frozenset(
-        {"sts:AssumeRole", "sts:AssumeRoleWithSAML", "sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity"}
+        {"sts:AssumeRole", "sts:AssumeRoleWithSAML", "sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity",
+         "sts:GetFederationToken"}
     ),
 )
