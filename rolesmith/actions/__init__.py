@@ -17,6 +17,8 @@ from dataclasses import replace
 from functools import cache, lru_cache
 from hashlib import blake2b as _digest
 
+import orjson
+
 from rolesmith.actions import dataset, via as _via
 from rolesmith.actions.builder import Ctx
 from rolesmith.actions.model import Condition, EventUses, Use
@@ -100,7 +102,7 @@ class _Memo:
     PAUSE = 16384
 
     def __init__(self) -> None:
-        self.table: dict[tuple, EventUses] = {}
+        self.table: dict[bytes, EventUses] = {}
         self.lookups = self.hits = self.paused = 0
 
 
@@ -116,29 +118,24 @@ def _memo() -> _Memo:
 _ADDITIONAL_READ = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id", "SSEApplied")
 
 
-def _fingerprint(event: Event) -> tuple | None:
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - declared dependency; mapping still works uncached
-        return None
+def _fingerprint(event: Event) -> bytes | None:
     principal = event.principal
+    additional = event.additional
     try:
-        # The JSON-shaped inputs go into the key as one 128-bit digest of their serialisation, not as
-        # the serialisation itself: orjson's output buffers run to kilobytes each, so keeping them made
-        # the memo the pipeline's largest memory user. A blake2b-128 collision is not a practical risk.
-        additional = event.additional
-        payload = orjson.dumps((event.request or None, event.response or None,
-                                [additional.get(k) for k in _ADDITIONAL_READ] if additional else None,
-                                event.resources or None))
+        # Everything the mapping reads, serialised once and keyed by its 128-bit digest: one short
+        # bytes key hashes and compares faster than a tuple of the record's (fresh, unhashed) strings,
+        # and keeping orjson's output buffers (kilobytes each) made the memo the pipeline's largest
+        # memory user. A blake2b-128 collision is not a practical risk.
+        payload = orjson.dumps((
+            event.source, event.name, event.event_type, event.region, event.partition, event.account,
+            # IAM calls without a user name act on the calling user: the principal is an input.
+            (principal.kind, principal.arn, principal.account) if principal is not None else None,
+            event.invoked_by, event.request or None, event.response or None,
+            [additional.get(k) for k in _ADDITIONAL_READ] if additional else None,
+            event.resources or None))
     except (TypeError, AttributeError):  # not JSON-shaped (a hand-built Mapping type): just don't memoise
         return None
-    return (
-        event.source, event.name, event.event_type, event.region, event.partition, event.account,
-        # IAM calls without a user name act on the calling user: the principal is an input.
-        (principal.kind, principal.arn, principal.account) if principal is not None else None,
-        event.invoked_by,
-        _digest(payload, digest_size=16).digest(),
-    )
+    return _digest(payload, digest_size=16).digest()
 
 
 def uses_for(event: Event) -> EventUses:
