@@ -193,6 +193,47 @@ def test_unhashable_identity_fields_still_follow_the_rules() -> None:
     assert event.principal is not None and event.principal.arn == "arn:aws:iam::111122223333:role/teams/data/etl"
 
 
+@pytest.mark.parametrize("field", ["invokedBy", "principalId", "userName", "accessKeyId"])
+@pytest.mark.parametrize("value", [7, True, 1.5, ["x"], {"odd": "value"}])
+def test_an_identity_field_that_is_not_a_string_is_read_as_absent(field: str, value: object) -> None:
+    rec = _record()
+    rec["userIdentity"] = dict(rec["userIdentity"], **{field: value})
+    event = normalize(rec, "x#0")
+    assert event.principal is not None and event.principal.arn == "arn:aws:iam::111122223333:role/teams/data/etl"
+    if field == "invokedBy":
+        assert event.invoked_by is None  # not a service name: the call is not taken as service-invoked
+    if field == "accessKeyId":
+        assert event.principal.access_key_id is None
+
+
+def test_numeric_account_ids_from_an_export_get_their_leading_zeros_back() -> None:
+    rec = _record(recipientAccountId=12345678901)
+    rec["userIdentity"] = {"type": "IAMUser", "arn": "arn:aws:iam::012345678901:user/ops", "accountId": 12345678901}
+    event = normalize(rec, "x#0")
+    assert (event.account, event.caller_account) == ("012345678901", "012345678901")
+    assert normalize(_record(recipientAccountId=["x"]), "x#0").account == "111122223333"  # the caller's, as when absent
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("errorCode", ["AccessDenied"], "errorCode is an array, not a string"),
+    ("eventID", 42, "eventID is a number, not a string"),
+    ("awsRegion", {"name": "us-east-1"}, "awsRegion is an object, not a string"),
+    ("eventType", True, "eventType is a boolean, not a string"),
+    ("sourceIPAddress", 10, "sourceIPAddress is a number, not a string"),
+    ("sharedEventID", [], "sharedEventID is an array, not a string"),
+])
+def test_a_top_level_field_that_is_not_a_string_is_a_bad_record(field: str, value: object, problem: str) -> None:
+    # Later stages hash and compare these; an errorCode that is not a string could hide a denial.
+    with pytest.raises(BadRecord) as err:
+        normalize(_record(**{field: value}), "x#0")
+    assert (err.value.kind, err.value.problem) == ("bad-field", problem)
+
+
+def test_resources_keep_only_objects() -> None:
+    arn = {"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::b"}
+    assert normalize(_record(resources=["s3.amazonaws.com", arn, None]), "x#0").resources == (arn,)
+
+
 @pytest.mark.parametrize(("value", "expect"), [(True, True), (False, False), ("true", True), ("false", False), (None, None)])
 def test_read_only_is_a_bool(value: object, expect: bool | None) -> None:
     assert normalize(_record(readOnly=value), "x#0").read_only is expect

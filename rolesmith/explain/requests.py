@@ -136,9 +136,9 @@ def _tags_from_request(event: Event) -> dict[str, Any]:
     specs = event.request.get("tagSpecificationSet")
     items = specs.get("items") if isinstance(specs, Mapping) else None
     keys: list[str] = []
-    for spec in items or ():
+    for spec in items if isinstance(items, list) else ():
         tags = spec.get("tags") if isinstance(spec, Mapping) else None
-        for tag in tags or ():
+        for tag in tags if isinstance(tags, list) else ():
             if isinstance(tag, Mapping) and isinstance(tag.get("key"), str):
                 ctx[f"aws:RequestTag/{tag['key']}"] = str(tag.get("value", ""))
                 keys.append(tag["key"])

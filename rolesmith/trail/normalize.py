@@ -140,6 +140,28 @@ def _str(value: Any) -> str | None:
     return value if type(value) is str and value else None
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def _not_text(field: str, value: Any) -> BadRecord:
+    """The record reference documents ``field`` as a string; later stages compare and hash it as one."""
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    return BadRecord("bad-field", f"{field} is {kind}, not a string")
+
+
+def _account_id(value: Any) -> str | None:
+    """An account id as CloudTrail writes it (a 12-digit string), or None. Exports that typed it as a
+    number (SIEM tools do) lose its leading zeros, which the 12-digit form restores exactly; anything
+    else names no account."""
+    if type(value) is str:
+        return value or None
+    if type(value) is int and 0 <= value < 10**12:
+        return f"{value:012d}"
+    return None
+
+
+
+
 @lru_cache(maxsize=4096)
 def _principal(
     kind: Any,
@@ -153,7 +175,14 @@ def _principal(
     invoked_by: Any,
     region: Any,
 ) -> Principal | None:
-    """The principal of one ``userIdentity`` (its scalar fields), cached: a trail repeats few identities."""
+    """The principal of one ``userIdentity`` (its scalar fields), cached: a trail repeats few identities.
+
+    A field that is not a string (an object, array or number where the userIdentity reference
+    documents a string) names nothing and is read as absent, so the rules go on with the rest."""
+    args = (kind, arn, issuer_arn, account_id, access_key, principal_id, user_name, provider, invoked_by, region)
+    for value in args:
+        if value is not None and type(value) is not str:
+            return _principal(*(v if type(v) is str else None for v in args))
     key = _str(access_key)
     if kind == "AssumedRole":
         role_arn = issuer_arn
@@ -325,11 +354,15 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
             raise BadRecord("bad-eventTime", f"eventTime {str(when)[:40]!r} is not an ISO 8601 time") from None
 
     region = get("awsRegion")
+    if type(region) is not str and region is not None:  # ARNs are built from it
+        raise _not_text("awsRegion", region)
     ui = get("userIdentity")
     if type(ui) is dict:
         uget = ui.get
         identity_type = uget("type")
         caller_account = uget("accountId") or None
+        if type(caller_account) is not str and caller_account is not None:
+            caller_account = _account_id(caller_account)
         invoked_by = uget("invokedBy")
         issuer_arn = None
         if identity_type == "AssumedRole" or identity_type == "FederatedUser":
@@ -352,8 +385,12 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
         )
         try:
             principal = _principal(*args)
-        except TypeError:  # an unhashable (malformed) identity field: same rules, uncached
+        except TypeError:  # an unhashable identity field (an object or array): read as absent
             principal = _principal.__wrapped__(*args)
+        if type(identity_type) is not str:
+            identity_type = None
+        if type(invoked_by) is not str:
+            invoked_by = None
     else:
         principal = identity_type = caller_account = invoked_by = None
     source_ip = get("sourceIPAddress")
@@ -376,32 +413,62 @@ def normalize(raw: Mapping[str, Any], origin: str, *, allow_missing_time: bool =
     response = get("responseElements")
     additional = get("additionalEventData")
     resources = get("resources")
-    error_code = get("errorCode")
+    if type(resources) is list:
+        resources = tuple(resources)
+        for item in resources:
+            if type(item) is not dict:  # only objects describe a resource
+                resources = tuple(r for r in resources if type(r) is dict)
+                break
+    else:
+        resources = ()
+    event_id, request_id, shared_id = get("eventID"), get("requestID"), get("sharedEventID")
+    error_code, event_type = get("errorCode"), get("eventType")
+    user_agent, error_message = get("userAgent"), get("errorMessage")
+    # Later stages hash, compare and concatenate these as strings: a record that has anything else
+    # there is malformed, and says so here rather than as a traceback further on.
+    if (
+        (type(event_id) is not str and event_id is not None)
+        or (type(request_id) is not str and request_id is not None)
+        or (type(shared_id) is not str and shared_id is not None)
+        or (type(error_code) is not str and error_code is not None)
+        or (type(event_type) is not str and event_type is not None)
+        or (type(source_ip) is not str and source_ip is not None)
+        or (type(user_agent) is not str and user_agent is not None)
+        or (type(error_message) is not str and error_message is not None)
+    ):  # one test on the hot path; which field it was only when one is wrong
+        for field, value in (("eventID", event_id), ("requestID", request_id), ("sharedEventID", shared_id),
+                             ("errorCode", error_code), ("eventType", event_type), ("sourceIPAddress", source_ip),
+                             ("userAgent", user_agent), ("errorMessage", error_message)):
+            if value is not None and type(value) is not str:
+                raise _not_text(field, value)
+    account = get("recipientAccountId")
+    if type(account) is not str and account is not None:
+        account = _account_id(account)
     read_only = get("readOnly")
     if read_only is not None and type(read_only) is not bool:  # some exports write "true"/"false"
         read_only = str(read_only).lower() == "true"
     return _event_factory()(
-        event_id=get("eventID"),
-        request_id=get("requestID"),
+        event_id=event_id,
+        request_id=request_id,
         source=source,
         name=name,
         time=time,
         region=region,
-        account=get("recipientAccountId") or caller_account,
+        account=account or caller_account,
         partition=partition,
         principal=principal,
         invoked_by=invoked_by,
         source_ip=source_ip,
-        user_agent=get("userAgent"),
+        user_agent=user_agent,
         error_code=error_code or None,
-        error_message=get("errorMessage"),
+        error_message=error_message,
         read_only=read_only,
-        event_type=get("eventType"),
+        event_type=event_type,
         request=request if type(request) is dict else {},
         response=(_scrub(response) if "credentials" in response else response) if type(response) is dict else {},
         additional=additional if type(additional) is dict else {},
-        resources=tuple(resources) if type(resources) is list else (),
-        shared_event_id=get("sharedEventID"),
+        resources=resources,
+        shared_event_id=shared_id,
         origin=origin,
         identity_type=identity_type,
         caller_account=caller_account,
