@@ -176,7 +176,7 @@ def _uses_for(event: Event) -> EventUses:
     if kind == "handler":
         try:
             result = payload(ctx)  # type: ignore[operator]
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, LookupError, TypeError, ValueError) as exc:
             # A record shaped unlike the documentation must not stop a build: map it generically
             # and say why, so the finding points at the record.
             result = None

@@ -173,8 +173,9 @@ def _run_instances(ctx: Ctx) -> EventUses:
         cond = (("StringEquals", "iam:PassedToService", "ec2.amazonaws.com"),)
         account = None
         name = ref
-        if ref.startswith("arn:"):
-            account = ref.split(":")[4] or None
+        parts = ref.split(":", 5)
+        if ref.startswith("arn:") and len(parts) == 6:
+            account = parts[4] or None
             name = ref.rsplit("/", 1)[-1]
         role_name = None
         if ctx.event.invoked_by == "elasticmapreduce.amazonaws.com":
