@@ -84,7 +84,9 @@ def parse_message(message: str | None) -> ParsedMessage:
     common = dict(
         principal=head.group("principal"),
         action=head.group("action"),
-        resource=resource.strip().rstrip(".") if resource else None,
+        # S3's access-denied messages put the ARN in double quotes ("… on \"resource-arn\" because …",
+        # s3-ug__troubleshoot-403-errors.md); IAM's documented form has none.
+        resource=resource.strip().rstrip(".").strip('"') or None if resource else None,
         encoded=encoded,
     )
     rest = text[head.end():]
