@@ -28,6 +28,7 @@ from rolesmith.record.session import _default_client
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "record"
 JOB = "6b1f1b2e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"  # JobId is a UUID (min length 36)
 ROLE = "arn:aws:iam::123456789012:role/report-writer"
+SERVER_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLEserverSideSessionToken"
 
 
 @pytest.fixture
@@ -79,7 +80,11 @@ def _server_events(out: Path) -> tuple[dict[str, list[dict]], list[dict]]:
     assume, bucket, put = by_name["AssumeRole"], by_name["CreateBucket"], by_name["PutObject"]
     # LookupEvents carries management events only: PutObject (a data event) never comes back.
     per_key = {
-        assume["userIdentity"]["accessKeyId"]: [_server_copy(assume)],
+        # CloudTrail logs the session token STS hands out (the Stratus trails in ../shared show it).
+        assume["userIdentity"]["accessKeyId"]: [_server_copy(assume, responseElements={
+            "credentials": {"accessKeyId": "ASIAROLESMITHSESSION", "sessionToken": SERVER_TOKEN,
+                            "expiration": "Dec 4, 2026, 8:00:00 PM"},
+            "assumedRoleUser": {"assumedRoleId": "AROAEXAMPLE:nightly", "arn": "arn:aws:sts::123456789012:assumed-role/report-writer/nightly"}})],
         bucket["userIdentity"]["accessKeyId"]: [_server_copy(bucket), _kms_by_s3(put)],
     }
     return per_key, client
@@ -148,6 +153,13 @@ def test_cloudtrail_lookup_merge_and_access_advisor(tmp_path, aws_env):
         assert by_name[name]["sourceIPAddress"] == "203.0.113.7"
         assert by_name[name]["additionalEventData"] == {"rolesmith": "hook+cloudtrail"}
     assert by_name["PutObject"]["additionalEventData"]["rolesmith"] == "hook"
+    # The token CloudTrail logged is not copied to disk; the record keeps its shape and the key id.
+    assert by_name["AssumeRole"]["responseElements"]["credentials"] == {
+        "accessKeyId": "ASIAROLESMITHSESSION", "sessionToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
+        "expiration": "Dec 4, 2026, 8:00:00 PM"}
+    for written in out.rglob("*"):
+        if written.is_file():
+            assert SERVER_TOKEN not in written.read_text(encoding="utf-8", errors="replace"), written
     assert by_name["GenerateDataKey"]["additionalEventData"] == {"rolesmith": "cloudtrail"}
     assert result.indirect == ("kms:GenerateDataKey invoked by s3.amazonaws.com",)
     assert result.calls_by_method == {"hook": 3, "cloudtrail": 1}

@@ -237,3 +237,19 @@ def test_resources_keep_only_objects() -> None:
 @pytest.mark.parametrize(("value", "expect"), [(True, True), (False, False), ("true", True), ("false", False), (None, None)])
 def test_read_only_is_a_bool(value: object, expect: bool | None) -> None:
     assert normalize(_record(readOnly=value), "x#0").read_only is expect
+
+
+def test_scrub_record_hides_the_session_tokens_cloudtrail_logs() -> None:
+    from rolesmith.trail.secrets import HIDDEN, scrub_record
+
+    trail = FIXTURES / "federated" / "get-federation-token.json"
+    record = json.loads(trail.read_text())["Records"][0]  # GetFederationToken, token in responseElements
+    scrubbed = scrub_record(record)
+    assert "doNotEmit" not in json.dumps(scrubbed) and "doNotEmit" in json.dumps(record)  # the input is not changed
+    assert scrubbed["responseElements"]["credentials"] == {
+        "accessKeyId": "ASIAEXAMPLEBOB00001", "sessionToken": HIDDEN, "expiration": "Mar 4, 2024, 11:00:00 AM"}
+    nested = {"responseElements": {"items": [{"credentials": {"SessionToken": "t", "secretAccessKey": "s"}}]}}
+    assert scrub_record(nested) == {"responseElements": {"items": [{"credentials": {"SessionToken": HIDDEN,
+                                                                                     "secretAccessKey": HIDDEN}}]}}
+    untouched = {"responseElements": {"credentials": {"accessKeyId": "ASIA1"}}}
+    assert scrub_record(untouched) is untouched

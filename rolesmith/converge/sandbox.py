@@ -13,6 +13,7 @@ import yaml
 
 from rolesmith.converge.model import INLINE_NAME, ConvergeError, ConvergeOptions
 from rolesmith.evaluator.model import NamedPolicy, Policies, Request
+from rolesmith.trail.secrets import scrub_record
 
 
 class WorldStore:
@@ -169,7 +170,7 @@ class SandboxBackend:
                 if key in seen:
                     continue
                 seen.add(key)
-                fh.write(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
+                fh.write(json.dumps(scrub_record(rec), separators=(",", ":"), default=str) + "\n")
         return result.exit_code, result.signal, trail
 
     def store(self) -> WorldStore:

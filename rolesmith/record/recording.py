@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rolesmith.trail import wire
+from rolesmith.trail.secrets import scrub_record
 
 log = logging.getLogger(__name__)
 EVENT_VERSION = "1.09"
@@ -132,7 +133,7 @@ class RecordingWriter:
         self.count = 0
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), default=str)
+        line = json.dumps(scrub_record(record), separators=(",", ":"), default=str)
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()

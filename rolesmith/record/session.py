@@ -19,6 +19,7 @@ from rolesmith.record.collector import Collector, call_from_hook
 from rolesmith.record.identity import IdentityResolver
 from rolesmith.record.recording import Recorder, RecordingWriter
 from rolesmith.record.runner import run
+from rolesmith.trail.secrets import scrub_record
 
 log = logging.getLogger(__name__)
 # Seconds a proxy call waits for the hook's copy of the same request (the hook's parameters are
@@ -324,7 +325,8 @@ def _rewrite(path: Path, records: Sequence[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for rec in records:
-            fh.write(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
+            # LookupEvents hands back STS records with their session tokens: never copied to disk.
+            fh.write(json.dumps(scrub_record(rec), separators=(",", ":"), default=str) + "\n")
     tmp.replace(path)
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 
 from rolesmith.errors import RolesmithError
 from rolesmith.trail.model import Event, Principal
+from rolesmith.trail.secrets import SECRET_FIELDS
 
 __all__ = ["BadRecord", "normalize", "parse_time"]
 
@@ -48,9 +49,8 @@ class BadRecord(RolesmithError):
 
 # Identity types CloudTrail documents for federation: they have no IAM entity a policy attaches to.
 _FEDERATED = frozenset({"FederatedUser", "SAMLUser", "WebIdentityUser"})
-# Response fields that carry secrets. CloudTrail logs the session token of STS responses (see the
-# AssumeRole example in the userIdentity reference); rolesmith never keeps it.
-_SECRET_FIELDS = frozenset({"sessionToken", "secretAccessKey", "SecretAccessKey", "SessionToken"})
+# CloudTrail logs the session token of STS responses (rolesmith.trail.secrets); an Event never keeps it.
+_SECRET_FIELDS = SECRET_FIELDS
 
 
 @lru_cache(maxsize=8192)
