@@ -291,3 +291,42 @@ def test_collector_takes_large_messages_and_every_queued_connection():
     collector.drain(5.0)
     collector.close()
     assert sorted((m["n"], len(m["big"])) for m in got) == [(0, 3 << 20), (1, 3 << 20), (2, 3 << 20)]
+
+
+TOKEN_IN_MESSAGE = "IQoJb3JpZ2luX2VjEXAMPLEtokenInAnErrorMessage"
+
+
+def test_a_signature_error_echoing_the_session_token_is_written_without_it(tmp_path, caplog):
+    # SignatureDoesNotMatch / InvalidSignatureException messages quote the canonical request AWS
+    # expected, headers included, so the session token can come back inside errorMessage.
+    from rolesmith.record.identity import IdentityResolver
+    from rolesmith.record.recording import RecordingWriter
+
+    message = ("The request signature we calculated does not match the signature you provided. The Canonical String"
+               f" for this request should have been 'POST\n/\n\nhost:kms.us-east-1.amazonaws.com\n"
+               f"x-amz-security-token:{TOKEN_IN_MESSAGE}\nx-amz-target:TrentService.ListKeys\n'")
+    writer = RecordingWriter(tmp_path / "recording.jsonl")
+    writer.write({"eventName": "ListKeys", "errorCode": "InvalidSignatureException", "errorMessage": message})
+    writer.close()
+    written = (tmp_path / "recording.jsonl").read_text()
+    assert TOKEN_IN_MESSAGE not in written
+    assert "x-amz-security-token:HIDDEN_DUE_TO_SECURITY_REASONS" in json.loads(written)["errorMessage"]
+
+    def refuse():
+        raise RuntimeError(message)
+
+    resolver = IdentityResolver("ASIAEXAMPLE", refuse)
+    with caplog.at_level("WARNING"):
+        assert resolver("ASIAEXAMPLE")["type"] == "Unknown"
+    assert "sts:GetCallerIdentity for ASIAEXAMPLE failed" in caplog.text and TOKEN_IN_MESSAGE not in caplog.text
+
+
+def test_the_proxy_log_line_of_a_presigned_url_hides_token_and_signature(caplog):
+    from rolesmith.record.proxy import _Handler
+
+    handler = object.__new__(_Handler)
+    with caplog.at_level("DEBUG", logger="rolesmith.record.proxy"):
+        handler.log_message('"%s" %s %s', f"GET /b/k?X-Amz-Security-Token={TOKEN_IN_MESSAGE}&X-Amz-Signature=ab12 HTTP/1.1",
+                            "502", "-")
+    assert TOKEN_IN_MESSAGE not in caplog.text and "ab12" not in caplog.text
+    assert "X-Amz-Security-Token=HIDDEN_DUE_TO_SECURITY_REASONS" in caplog.text

@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Any, Callable, Mapping
 
+from rolesmith.trail.secrets import scrub_text
+
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +78,7 @@ class IdentityResolver:
                     who = self._caller_identity()
                     identity = identity_from_arn(who["Arn"], who.get("UserId"), access_key_id)
                 except Exception as err:  # no network, expired keys: record the call unattributed
-                    log.warning("sts:GetCallerIdentity for %s failed: %s", access_key_id, err)
+                    log.warning("sts:GetCallerIdentity for %s failed: %s", access_key_id, scrub_text(str(err)))
             if identity is None:
                 identity = {"type": "Unknown", "accessKeyId": access_key_id}
             self._cache[access_key_id] = identity

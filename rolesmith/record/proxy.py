@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from rolesmith.record.ca import RunCA
 from rolesmith.record.http1 import Connection, Headers, Response, read_headers
+from rolesmith.trail.secrets import scrub_text
 from rolesmith.trail.wire import DecodeError, decode
 from rolesmith.record.recording import Call
 
@@ -142,7 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-        log.debug("proxy: " + format, *args)
+        # The request line of a presigned URL carries its session token and signature in the query.
+        log.debug("proxy: %s", scrub_text(format % args))
 
     def do_CONNECT(self) -> None:
         host, _, port_s = self.path.rpartition(":")
