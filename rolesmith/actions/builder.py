@@ -48,6 +48,27 @@ _ALIASES: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def literal(value: str) -> str:
+    """A name from the trail as it must appear in a policy ARN: ``*`` and ``?`` would be wildcards
+    there and ``${`` would start a variable, so they take IAM's literal forms ``${*}``, ``${?}`` and
+    ``${$}`` (IAM User Guide, reference_policies_variables, "Special characters"). An S3 key may hold
+    any of them; a lone ``$`` (Lambda's ``[$LATEST]`` log streams) is literal already."""
+    if "${" in value:
+        value = value.replace("$", "${$}")
+    if "*" in value or "?" in value:
+        value = value.replace("*", "${*}").replace("?", "${?}")
+    return value
+
+
+_CONTEXT_VARS = frozenset({"Partition", "Region", "Account"})  # from the event, or a rule's "*" for unknown
+
+
+def _has_wildcard(arn: str) -> bool:
+    # ``?`` is left alone: it stands for exactly one character, as in the documented ``-??????`` of a
+    # Secrets Manager secret's random suffix.
+    return "*" in arn and "*" in arn.replace("${*}", "")
+
+
 @lru_cache(maxsize=8192)
 def format_vars(fmt: str) -> tuple[str, ...]:
     return tuple(_VAR.findall(fmt))
@@ -187,7 +208,7 @@ class Ctx:
         self, var: str, fmt: str, values: Mapping[str, str | None] | None, account: str | None
     ) -> str | None:
         if values is not None and var in values:
-            return values[var]
+            return values[var]  # a rule's values: literal already (see ``use``) or its own pattern
         if var == "Partition":
             return self.event.partition or "aws"
         if var == "Region":
@@ -208,7 +229,7 @@ class Ctx:
             if isinstance(value, int):
                 return str(value)
             if isinstance(value, str) and not value.startswith("arn:") and "\n" not in value:
-                return value
+                return literal(value)
         return None
 
     def arns_of_type(self, service: str, rtype: str) -> list[str]:
@@ -248,8 +269,11 @@ class Ctx:
         name = info.name
 
         def on(resource: str, *, part: bool = False) -> Use:
+            # A "*" that did not come from an unknown part (an ARN in the event, a module's pattern)
+            # still matches more than the call touched: it is flagged like a partial ARN.
+            wild = not (partial or part) and _has_wildcard(resource)
             return Use(action=name, resource=resource, resource_account=self.account_for(resource),
-                       conditions=conditions, inferred_by=inferred_by, via=via, partial=partial or part)
+                       conditions=conditions, inferred_by=inferred_by, via=via, partial=partial or part or wild)
 
         def unscoped() -> Use:  # IAM evaluates these against "*": no account, never partial
             return Use(action=name, resource="*", conditions=conditions, inferred_by=inferred_by, via=via)
@@ -261,6 +285,11 @@ class Ctx:
         if values is None and rtype is None and self._names_no_optional_resource(info):
             self._note(_star_note(info))
             return (unscoped(),)
+        if values and not partial:
+            # Names a rule took from the request are literal in the ARN; a rule that passes a pattern of
+            # its own (``aws-service-role/SERVICE/*``) marks the use partial and keeps it.
+            values = {var: literal(v) if isinstance(v, str) and var not in _CONTEXT_VARS else v
+                      for var, v in values.items()}
         return tuple(on(arn_, part=part) for arn_, part in self.resolve(info, values=values, rtype=rtype))
 
     def resolve(

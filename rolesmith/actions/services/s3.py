@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import unquote
 
-from rolesmith.actions.builder import Ctx
+from rolesmith.actions.builder import Ctx, literal
 from rolesmith.actions.model import Condition, EventUses, Use
 from rolesmith.actions.services._kms import resolve_key
 from rolesmith.actions.services._rules import ServiceRules, pass_role
@@ -129,7 +129,7 @@ def _object(ctx: Ctx, action: str, bucket: str | None = None, key: str | None = 
         if type(key) is not str or not key:
             key = ctx.text("key")
     if bucket and key:
-        arn = f"arn:{ctx.event.partition or 'aws'}:s3:::{bucket}/{key}"
+        arn = f"arn:{ctx.event.partition or 'aws'}:s3:::{literal(bucket)}/{literal(key)}"
         return ctx.use(action, arn=arn, **kw)
     if bucket is None and key is None:
         return ctx.use(action, rtype="object", **kw)  # resources[] may still name the object
