@@ -376,3 +376,15 @@ def test_real_federation_token_trail_attributes_the_session_to_its_user() -> Non
         ("sts:GetFederationToken", "arn:aws:sts::742491224508:federated-user/stratus_red_team")]
     # The session only called GetCallerIdentity, which needs no permission: nothing for a session policy.
     assert [f.code for f in ps.findings] == []
+
+
+@pytest.mark.parametrize("admin", ["*", "", "arn:aws:iam::*:root", "arn:aws:iam::111122223333:group/admins"])
+def test_key_admin_must_name_an_account_role_or_user(admin: str) -> None:
+    # The key-administration statement is what keeps a generated key manageable (key-policy-default);
+    # a wildcard would hand the key to anyone and an empty name to no one.
+    result = CliRunner().invoke(main, ["build", str(TRAILS / "secure_inbox.jsonl"), "--key-admin", admin])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: --key-admin {admin!r}: not an account id or an IAM role, user or root ARN; a key's administrators"
+        " must be named (a wildcard would let anyone administer it, an empty name no one); fix: e.g."
+        " --key-admin arn:aws:iam::111122223333:role/KeyAdmins")

@@ -10,9 +10,10 @@ from rolesmith.policies.model import (
     ResourcePolicy,
     TrustPolicy,
 )
-from rolesmith.policies.synthesize import KEY_ADMIN_ACTIONS, UnknownPrincipal, policies_from_graph
+from rolesmith.policies.synthesize import KEY_ADMIN_ACTIONS, BadKeyAdmin, UnknownPrincipal, policies_from_graph
 
 __all__ = [
+    "BadKeyAdmin",
     "BuildOptions",
     "BuildResult",
     "Document",

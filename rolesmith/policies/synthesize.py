@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rolesmith.actions.model import Condition
 from rolesmith.errors import RolesmithError
@@ -71,6 +71,28 @@ class UnknownPrincipal(RolesmithError):
     """``--principal`` names nobody in the trail."""
 
     exit_code = 2
+
+
+class BadKeyAdmin(RolesmithError):
+    """``--key-admin`` is not a principal a key policy can name as its administrator."""
+
+    exit_code = 2
+
+
+# What may administer a generated key: an account (id or root ARN), an IAM role or user. A wildcard
+# or an empty name would hand the key to anyone or to nobody (key-policy-default: the statement
+# that keeps the key manageable).
+_KEY_ADMIN = re.compile(r"^(?:\d{12}|arn:aws[a-z-]*:iam::\d{12}:(?:root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+))$")
+
+
+def _check_key_admins(admins: Sequence[str]) -> None:
+    for admin in admins:
+        if not isinstance(admin, str) or not _KEY_ADMIN.match(admin):
+            raise BadKeyAdmin(
+                f"--key-admin {admin!r}: not an account id or an IAM role, user or root ARN; a key's administrators"
+                " must be named (a wildcard would let anyone administer it, an empty name no one); fix: e.g."
+                " --key-admin arn:aws:iam::111122223333:role/KeyAdmins"
+            )
 
 
 def _has_resource_type(action: str) -> bool:
@@ -140,6 +162,7 @@ def _selected(graph: UsageGraph, options: BuildOptions) -> set[str] | None:
 
 def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
     """Minimal policies for what ``graph`` shows (the library twin of ``rolesmith build``)."""
+    _check_key_admins(options.key_admins)
     selected = _selected(graph, options)
     findings = _Findings()
     kinds = {arn: (kind, account) for arn, kind, account in graph.principals()}
