@@ -8,7 +8,9 @@ the error's exit code, and configures logging (the library never prints).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -43,7 +45,33 @@ def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OSFailure(click.ClickException):
+    """A file or directory rolesmith was told to read or write could not be used (or the disk is full)."""
+
+    exit_code = 1
+
+    def __init__(self, err: OSError) -> None:
+        where = f"{err.filename}: " if err.filename else "output: "
+        super().__init__(f"{where}{err.strerror or err}; fix: check that the path exists, is a directory where one"
+                         " is expected, is writable, and that the disk has space")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # a closed pipe (| head) is not an error to report
+        except OSError as err:
+            logging.getLogger(__name__).debug("I/O error", exc_info=True)
+            if err.errno == errno.ENOSPC and err.filename is None:
+                # stdout itself is full: point it at /dev/null so exiting does not print the error again
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise _OSFailure(err) from err
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rolesmith")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 def main(verbose: int) -> None:

@@ -388,3 +388,16 @@ def test_key_admin_must_name_an_account_role_or_user(admin: str) -> None:
         f"Error: --key-admin {admin!r}: not an account id or an IAM role, user or root ARN; a key's administrators"
         " must be named (a wildcard would let anyone administer it, an empty name no one); fix: e.g."
         " --key-admin arn:aws:iam::111122223333:role/KeyAdmins")
+
+
+@pytest.mark.parametrize("command", [["build", str(TRAILS / "secure_inbox.jsonl")], ["record", "--", "true"]])
+def test_an_output_directory_that_cannot_be_made_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "out"
+    args = [command[0], "-o", str(target), *command[1:]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {target}: Not a directory; fix: check that the path exists, is a directory where one is expected,"
+        " is writable, and that the disk has space")
