@@ -124,7 +124,30 @@ def test_cli_errors():
     assert res.output == "Error: --sandbox needs --scenario FILE (a sandbox scenario YAML, see `rolesmith sandbox`)\n"
     res = runner.invoke(main, ["converge", "--role", "r", "--start-from", "recording", "--", "true"])
     assert res.exit_code == 2
-    assert "--start-from recording needs the recording FILE" in res.output
+    assert res.output == ("Error: --start-from recording needs the recording: add --recording FILE, e.g."
+                          " `--recording out/recording.jsonl`\n")
+
+
+def test_a_command_that_crashes_before_any_call_stops_with_error_not_a_principal_complaint(tmp_path):
+    # The run made no call as the role, so there is nothing to build: the crash is the reason to stop.
+    result = converge([sys.executable, "-c", "import os; os._exit(3)"],
+                      ConvergeOptions(role="service/ReportWriter", scenario=CLOSED, out_dir=tmp_path / "out"))
+    assert result.stopped_reason == "error"
+    assert result.message == ("run 1: the command exited with code 3 without a denied call; fix the command, then"
+                              " converge again")
+    assert result.policies.identity_policies == () and result.outputs == ()
+
+
+def test_a_recording_without_the_role_is_named_as_such(tmp_path):
+    recording = tmp_path / "other.jsonl"
+    recording.write_text((ROOT / "fixtures" / "trails" / "lambda_dynamodb.jsonl").read_text())
+    res = CliRunner().invoke(main, ["converge", "--role", "service/ReportWriter", "--scenario", str(CLOSED),
+                                    "--start-from", "recording", "--recording", str(recording), "-o",
+                                    str(tmp_path / "out"), "--", "true"])
+    assert res.exit_code == 2
+    assert res.output.startswith(f"Error: --recording {recording}: no call by arn:aws:iam::")
+    assert res.output.rstrip().endswith("in it; fix: record the workload as that role, or start from --start-from"
+                                        " current")
 
 
 @pytest.mark.slow

@@ -260,7 +260,7 @@ def converge(command: Sequence[str], options: ConvergeOptions) -> ConvergeResult
     if options.max_runs < 1:
         raise ConvergeError(f"--max-runs {options.max_runs}: give at least 1")
     if options.start_from == "recording" and options.recording is None:
-        raise ConvergeError("--start-from recording needs the recording FILE, e.g. `--start-from recording out/recording.jsonl`")
+        raise ConvergeError("--start-from recording needs the recording: add --recording FILE, e.g. `--recording out/recording.jsonl`")
     backend = _open(options)
     finished = False
     try:
@@ -291,9 +291,13 @@ def _open(options: ConvergeOptions) -> Backend:
 def _initial(options: ConvergeOptions, role_arn: str) -> Mapping[str, Any] | None:
     if options.start_from != "recording":
         return None
-    from rolesmith.policies import build_policies
+    from rolesmith.policies import UnknownPrincipal, build_policies
 
-    built = build_policies([options.recording], replace(options.build, principals=(role_arn,)))  # type: ignore[list-item]
+    try:
+        built = build_policies([options.recording], replace(options.build, principals=(role_arn,)))  # type: ignore[list-item]
+    except UnknownPrincipal:
+        raise ConvergeError(f"--recording {options.recording}: no call by {role_arn} in it; fix: record the workload"
+                            " as that role, or start from --start-from current") from None
     doc: Mapping[str, Any] | None = None
     for p in built.policies.identity_policies:
         if _is_ours(p.principal, role_arn):
@@ -369,10 +373,13 @@ def _final(options: ConvergeOptions, role_arn: str, trail: Path | None) -> tuple
     """The final policy set, built and rendered exactly as ``rolesmith build`` does from the last run."""
     if trail is None:
         return PolicySet(), []
-    from rolesmith.policies import build_policies
+    from rolesmith.policies import UnknownPrincipal, build_policies
     from rolesmith.render import render
 
-    built = build_policies([trail], replace(options.build, principals=options.build.principals or (role_arn,)))
+    try:
+        built = build_policies([trail], replace(options.build, principals=options.build.principals or (role_arn,)))
+    except UnknownPrincipal:
+        return PolicySet(), []  # the run made no call as the role (it crashed first): nothing to write
     policies = built.policies
     outputs: list[Path] = []
     options.out_dir.mkdir(parents=True, exist_ok=True)
