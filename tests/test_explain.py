@@ -10,6 +10,7 @@ messages", https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -178,6 +179,94 @@ def test_cli_bad_policy_file_names_it(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert res.stderr.strip() == (f"Error: {tmp_path.name}/identity/writer/bad.json: invalid JSON at line 1: "
                                   "Expecting property name enclosed in double quotes; fix the file")
+
+
+INBOX = FIX / "cases" / "indirect_kms_secure_inbox"
+_IDENT = "identity/writer/inbox.json"
+_NOT_ARN = "write 'writer: arn:aws:iam::ACCOUNT:role/NAME'"
+_BAD_DIR = [
+    # A file that is not UTF-8, wherever it sits.
+    (_IDENT, b"\xff\xfe{}", f"{_IDENT}: not UTF-8 text (byte 0xff at offset 0); save it as a UTF-8 JSON policy file"),
+    ("scps/0-x.json", b'{"a": "\x80"}', "scps/0-x.json: not UTF-8 text (byte 0x80 at offset 7); save it as a UTF-8 JSON policy file"),
+    ("principals.yaml", b"writer: \xc3(", "principals.yaml: not UTF-8 text (byte 0xc3 at offset 8); save it as a UTF-8 YAML file"),
+    # A document given as a string: only JSON or URL-encoded JSON text of an object is one.
+    (_IDENT, '{"PolicyDocument": "nope"}', f"{_IDENT}: PolicyDocument is a string, not a JSON policy document "
+     "(raw or URL-encoded); write the policy document as a JSON object with a Statement"),
+    (_IDENT, '"not json"', f"{_IDENT}: the file's content is a string, not a JSON policy document "
+     "(raw or URL-encoded); write the policy document as a JSON object with a Statement"),
+    (_IDENT, '{"PolicyVersion": {"Document": "%7B%22Statement%22%3A"}}',
+     f"{_IDENT}: PolicyVersion.Document: invalid JSON at line 1: Expecting value; fix the file"),
+    (_IDENT, '{"PolicyDocument": "[1]"}', f"{_IDENT}: PolicyDocument is a string, not a JSON policy document "
+     "(raw or URL-encoded); write the policy document as a JSON object with a Statement"),
+    # principals.yaml and accounts.yaml entries of the wrong type.
+    ("principals.yaml", "writer: [a, b]\n",
+     f"principals.yaml: writer: expected an ARN or {{arn: ARN, groups: [group, ...]}}, got a list; {_NOT_ARN}"),
+    ("principals.yaml", "writer: 5\n",
+     f"principals.yaml: writer: expected an ARN or {{arn: ARN, groups: [group, ...]}}, got the number 5; {_NOT_ARN}"),
+    ("principals.yaml", "writer: garbage\n", f"principals.yaml: writer: the string 'garbage' is not an ARN; {_NOT_ARN}"),
+    ("principals.yaml", "writer: {arn: arn:aws:iam::111122223333:role/w, groups: auditors}\n",
+     "principals.yaml: writer: groups must be a list of group names, got the string 'auditors'; write 'groups: [group, ...]'"),
+    ("principals.yaml", "writer: {arn: arn:aws:iam::111122223333:role/w, grups: [a]}\n",
+     "principals.yaml: writer: unknown key 'grups'; use arn and groups"),
+    ("principals.yaml", "[writer]\n", "principals.yaml: expected a mapping at the top level, got a list; see the layout in the README"),
+    ("accounts.yaml", "accounts: [1, 2]\n",
+     "accounts.yaml: accounts must map account ids to {management: BOOL, organization: BOOL}, got a list"),
+    ("accounts.yaml", "buckets: [a]\n", "accounts.yaml: buckets must map bucket names to account ids, got a list"),
+    ("accounts.yaml", 'accounts: {"111122223333": 5}\n',
+     "accounts.yaml: accounts: 111122223333: expected {management: BOOL, organization: BOOL}, got the number 5"),
+    ("accounts.yaml", 'accounts: {"111122223333": {management: "false"}}\n',
+     "accounts.yaml: accounts: 111122223333: management must be true or false, got the string 'false'"),
+    ("accounts.yaml", 'accounts: {"111122223333": {managment: true}}\n',
+     "accounts.yaml: accounts: 111122223333: unknown key 'managment'; use management and organization"),
+    ("accounts.yaml", "accounts: {012345670123: {}}\n",  # YAML 1.1 reads it as octal
+     'accounts.yaml: accounts: the number 1402433619 is not a 12-digit account id; write it quoted, e.g. "111122223333"'),
+    ("accounts.yaml", "buckets: {secure-inbox: [1]}\n",
+     'accounts.yaml: buckets: secure-inbox: a list is not a 12-digit account id; write it quoted, e.g. "111122223333"'),
+    ("principals.yaml", None, "principals.yaml: is a directory; remove it or replace it with a YAML file"),
+    ("accounts.yaml", None, "accounts.yaml: is a directory; remove it or replace it with a YAML file"),
+    (_IDENT, None, f"{_IDENT}: is a directory; remove it or replace it with a JSON policy file"),
+    # Nesting the stdlib parsers cannot recurse through.
+    (_IDENT, "[" * 200000, f"{_IDENT}: JSON nested too deeply to be a policy document; fix the file"),
+    ("accounts.yaml", "[" * 200000, "accounts.yaml: YAML nested too deeply; fix the file"),
+    (_IDENT, "1" * 5000, f"{_IDENT}: invalid JSON: Exceeds the limit (4300 digits) for integer string conversion: "
+     "value has 5000 digits; fix the file"),
+]
+
+
+@pytest.mark.parametrize(("rel", "content", "message"), _BAD_DIR, ids=[f"{r}-{i}" for i, (r, _c, _m) in enumerate(_BAD_DIR)])
+def test_cli_bad_policies_dir_is_one_line_exit_2(tmp_path: Path, rel: str, content: str | bytes | None, message: str) -> None:
+    import shutil
+
+    pol = tmp_path / "pol"
+    shutil.copytree(INBOX / "policies", pol)
+    target = pol / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    if content is None:
+        target.mkdir()
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    res = CliRunner().invoke(main, ["explain", str(INBOX / "trail.jsonl"), "--policies", str(pol)])
+    assert (res.exit_code, res.stderr) == (2, f"Error: pol/{message}\n")
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda doc: {"PolicyDocument": urllib.parse.quote(json.dumps(doc))},  # GetRolePolicy, raw API
+    lambda doc: {"PolicyVersion": {"Document": urllib.parse.quote(json.dumps(doc)), "VersionId": "v1"}},
+    lambda doc: {"PolicyDocument": json.dumps(doc)},  # already decoded, still text
+    lambda doc: doc,
+], ids=["url-encoded-inline", "url-encoded-version", "json-text", "plain"])
+def test_policy_documents_as_the_iam_api_returns_them(tmp_path: Path, wrap) -> None:
+    import shutil
+
+    shutil.copytree(INBOX / "policies", tmp_path / "policies")
+    ident = tmp_path / "policies" / _IDENT
+    ident.write_text(json.dumps(wrap(json.loads(ident.read_text()))), encoding="utf-8")
+    got = explain_paths([INBOX / "trail.jsonl"], policies_dir=tmp_path / "policies")
+    assert render_json(got) == render_json(_run(INBOX))
 
 
 def test_cli_bad_trail_record_names_it(tmp_path: Path) -> None:

@@ -101,6 +101,12 @@ def test_output_dir_with_text_report_writes_json_policies(tmp_path: Path) -> Non
          "Error: {trail}: not valid JSON; pass the backup file --apply wrote, unedited"),
         (["data-pipeline", "--rollback", "{roles}/principals.yaml"],
          "Error: {roles}/principals.yaml: not valid JSON; pass the backup file --apply wrote, unedited"),
+        # Checked before anything is read: botocore's own check is two lines and exit 1.
+        *((["data-pipeline", "--cloudtrail-bucket", bucket, "--current-policies", "{roles}"],
+          f"Error: --cloudtrail-bucket '{bucket}': '{name}' is not an S3 bucket name; pass BUCKET[/PREFIX] or "
+          "s3://BUCKET[/PREFIX] (letters, digits, '.', '-', '_')")
+          for bucket, name in [("my bucket", "my bucket"), ("s3://", ""), ("https://logs/x", "https:"),
+                               ("s3://-logs/AWSLogs", "-logs")]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
@@ -108,6 +114,58 @@ def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
     result = _run(*(a.format(**values) for a in args))
     assert result.exit_code == 2, result.output
     assert result.stderr == message.format(**values) + "\n"
+
+
+_S3 = "identity/data-pipeline/AmazonS3FullAccess.json"
+_STMT = "policy identity/data-pipeline/AmazonS3FullAccess"
+_BAD_ROLE_DIR = [
+    # The one-line PolicyError explain gives for the same files.
+    (_S3, '{"Statement": "x"}', f"{_STMT}: Statement must be an object or a list of objects"),
+    (_S3, '{"Statement": ["x"]}', f"{_STMT}: statement 0: a statement must be a JSON object"),
+    (_S3, '{"Statement": [{"Effect": "Allow", "Action": 5, "Resource": "*"}]}',
+     f"{_STMT}: statement 0: Action must be a string or a non-empty list of strings"),
+    (_S3, '{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*", "Condition": [1]}]}',
+     f"{_STMT}: statement 0: Condition must be an object of operator -> {{key: values}}"),
+    ("boundaries/data-pipeline.json", '{"Statement": [{"Effect": "Allow", "Action": 5, "Resource": "*"}]}',
+     "policy boundaries/data-pipeline: statement 0: Action must be a string or a non-empty list of strings"),
+    ("boundaries/data-pipeline.json", '{"Statement": "x"}',
+     "policy boundaries/data-pipeline: Statement must be an object or a list of objects"),
+    ("trust/data-pipeline.json", '{"Statement": "x"}', "policy trust/data-pipeline: Statement must be an object or a list of objects"),
+    # The loader's errors, naming the file.
+    (_S3, b"\x89PNG", f"roles/{_S3}: not UTF-8 text (byte 0x89 at offset 0); save it as a UTF-8 JSON policy file"),
+    ("principals.yaml", "data-pipeline: garbage\n", "roles/principals.yaml: data-pipeline: the string 'garbage' is not an "
+     "ARN; write 'data-pipeline: arn:aws:iam::ACCOUNT:role/NAME'"),
+    ("principals.yaml", "data-pipeline: arn:aws:s3:::logs\n", "role data-pipeline: {dir}/principals.yaml gives "
+     "'arn:aws:s3:::logs', not a role ARN; write 'data-pipeline: arn:aws:iam::ACCOUNT:role/data-pipeline' there or "
+     "pass the role ARN"),
+]
+
+
+@pytest.mark.parametrize(("rel", "content", "message"), _BAD_ROLE_DIR,
+                         ids=[f"{r}-{i}" for i, (r, _c, _m) in enumerate(_BAD_ROLE_DIR)])
+def test_malformed_current_policies_are_one_line_exit_2(tmp_path: Path, rel: str, content: str | bytes, message: str) -> None:
+    roles = tmp_path / "roles"
+    shutil.copytree(ROLES, roles)
+    target = roles / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    result = _run("data-pipeline", "--trail", str(FIX / "trails" / TRAILS["data-pipeline"]), "--current-policies", str(roles))
+    assert (result.exit_code, result.stderr) == (2, f"Error: {message.replace('{dir}', str(roles))}\n")
+
+
+def test_cloudtrail_without_a_region_says_how_to_set_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {"AWS_CONFIG_FILE": str(tmp_path / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "creds"),
+                       "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(key, value)
+    result = _run("data-pipeline", "--cloudtrail", "--current-policies", str(ROLES))
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: --cloudtrail: no AWS region configured; set AWS_REGION (or AWS_DEFAULT_REGION, or region in the AWS "
+           "profile)\n")
 
 
 def test_malformed_trail_is_reported_by_the_ingest_stage(tmp_path: Path) -> None:

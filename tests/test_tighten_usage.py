@@ -183,3 +183,18 @@ def test_trail_bucket_reads_the_last_days_of_log_files(monkeypatch: pytest.Monke
                                                               current_policies=ROLES))
     assert report.replacement == offline.replacement
     assert report.usage.sources[0].startswith("s3://trail-logs/org: 1 log files, last ")
+
+
+def test_a_multi_line_botocore_error_is_reported_on_one_line(tmp_path: Path) -> None:
+    from botocore.exceptions import ParamValidationError
+
+    from rolesmith.tighten import TightenAwsError
+
+    class _S3:
+        def get_paginator(self, _name: str):
+            raise ParamValidationError(report="Invalid bucket name \"x\":\nBucket name must match the regex")
+
+    with pytest.raises(TightenAwsError) as err:
+        bucket_logs("trail-logs", ACCOUNT, 1, tmp_path, session=_Session(s3=_S3()), now=NOW)
+    assert str(err.value) == ('s3 bucket trail-logs: Parameter validation failed: Invalid bucket name "x": Bucket name '
+                              "must match the regex; check AWS credentials and region")

@@ -21,13 +21,15 @@ A principal's name is its key in principals.yaml, else the last component of its
 name for an assumed-role session). SCPs and RCPs apply to every account unless accounts.yaml marks
 it ``organization: false``; ``management: true`` exempts an account from SCPs (and its resources
 from RCPs). A policy file holds a policy document, or an IAM API wrapper of one
-(``PolicyVersion.Document``, ``PolicyDocument``).
+(``PolicyVersion.Document``, ``PolicyDocument``) whose document may also be JSON text or the
+URL-encoded text the IAM API returns. Anything else is a ``PolicyDirError`` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -141,37 +143,176 @@ def resource_key(resource: str, action: str) -> tuple[str | None, tuple[str, str
     return kind, (service, re.split(r"[:/]", rest)[-1])
 
 
-def _document(path: Path, root: Path) -> dict[str, Any]:
-    rel = path.relative_to(root.parent) if root.parent in path.parents else path
+def _rel(path: Path, root: Path) -> Path:
+    # Errors name a file as DIR/sub/file: enough to find it, short enough for one line.
+    return path.relative_to(root.parent) if root.parent in path.parents else path
+
+
+def _kind(value: Any) -> str:
+    """How a YAML/JSON value reads in an error message ("got a list")."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return {dict: "a mapping", list: "a list"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _text(path: Path, root: Path, what: str) -> str:
+    rel = _rel(path, root)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise PolicyDirError(f"{rel}: invalid JSON at line {err.lineno}: {err.msg}; fix the file") from None
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise PolicyDirError(f"{rel}: is a directory; remove it or replace it with a {what} file") from None
     except OSError as err:
-        raise PolicyDirError(f"{rel}: cannot read: {err.strerror}") from None
+        raise PolicyDirError(f"{rel}: cannot read: {err.strerror}; make it a readable {what} file") from None
+    try:
+        # utf-8-sig: editors on Windows save UTF-8 with a byte-order mark, which is still UTF-8.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PolicyDirError(f"{rel}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                             f"save it as a UTF-8 {what} file") from None
+
+
+def _json(text: str, rel: Path, where: str = "") -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PolicyDirError(f"{rel}: {where}invalid JSON at line {err.lineno}: {err.msg}; fix the file") from None
+    except RecursionError:
+        # The stdlib parser recurses per nesting level; a policy is a few levels deep.
+        raise PolicyDirError(f"{rel}: {where}JSON nested too deeply to be a policy document; fix the file") from None
+    except ValueError as err:  # e.g. an integer beyond the interpreter's digit limit
+        raise PolicyDirError(f"{rel}: {where}invalid JSON: {str(err).split(';')[0]}; fix the file") from None
+
+
+def _decoded(value: str, rel: Path, where: str) -> Any:
+    """A document given as text: JSON, or URL-encoded JSON as the IAM API returns it.
+
+    GetRolePolicy, GetPolicyVersion and friends return documents "URL-encoded compliant with RFC
+    3986" (IAM API Reference, PolicyVersion); JSON text always starts with ``{`` so it is never
+    unquoted (a ``%`` inside it is literal).
+    """
+    text = value.strip()
+    if not text.startswith("{"):
+        text = urllib.parse.unquote(text).strip()
+    if not text.startswith("{"):
+        raise PolicyDirError(f"{rel}: {where} is a string, not a JSON policy document (raw or URL-encoded); "
+                             "write the policy document as a JSON object with a Statement")
+    return _json(text, rel, f"{where}: ")
+
+
+def _document(path: Path, root: Path) -> dict[str, Any]:
+    rel = _rel(path, root)
+    data = _json(_text(path, root, "JSON policy"), rel)
+    where = "the file's content"
     if isinstance(data, dict) and "PolicyVersion" in data:
-        data = data["PolicyVersion"].get("Document", data) if isinstance(data["PolicyVersion"], dict) else data
+        if isinstance(data["PolicyVersion"], dict) and "Document" in data["PolicyVersion"]:
+            data, where = data["PolicyVersion"]["Document"], "PolicyVersion.Document"
     if isinstance(data, dict) and "PolicyDocument" in data:
-        data = data["PolicyDocument"]
+        data, where = data["PolicyDocument"], "PolicyDocument"
     if isinstance(data, str):
-        data = json.loads(data)
+        data = _decoded(data, rel, where)
     if not isinstance(data, dict) or "Statement" not in data:
         raise PolicyDirError(f"{rel}: not a policy document (expected a JSON object with a Statement)")
     return data
 
 
-def _yaml(path: Path) -> dict[str, Any]:
+def _yaml(path: Path, root: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     import yaml
 
+    rel = _rel(path, root)
+    text = _text(path, root, "YAML")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise PolicyDirError(f"{path.name}: invalid YAML: {str(err).splitlines()[0]}") from None
+        raise PolicyDirError(f"{rel}: invalid YAML: {str(err).splitlines()[0]}; fix the file") from None
+    except RecursionError:
+        raise PolicyDirError(f"{rel}: YAML nested too deeply; fix the file") from None
+    except ValueError as err:  # e.g. an integer beyond the interpreter's digit limit
+        raise PolicyDirError(f"{rel}: invalid YAML: {str(err).split(';')[0]}; fix the file") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise PolicyDirError(f"{path.name}: expected a mapping at the top level")
+        raise PolicyDirError(f"{rel}: expected a mapping at the top level, got {_kind(data)}; see the layout in the README")
     return data
+
+
+_ARN = "arn:aws:iam::ACCOUNT:role/NAME"
+_PRINCIPAL_KEYS = ("arn", "groups")
+_ACCOUNT_KEYS = ("management", "organization")
+
+
+def _principals(path: Path, root: Path) -> dict[str, dict[str, Any]]:
+    """principals.yaml: ``name: ARN`` or ``name: {arn: ARN, groups: [group, ...]}``."""
+    rel = _rel(path, root)
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in _yaml(path, root).items():
+        name = str(key)
+        entry = {"arn": value} if isinstance(value, str) else value
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise PolicyDirError(f"{rel}: {name}: expected an ARN or {{arn: ARN, groups: [group, ...]}}, "
+                                 f"got {_kind(value)}; write '{name}: {_ARN}'")
+        unknown = sorted(str(k) for k in entry if k not in _PRINCIPAL_KEYS)
+        if unknown:
+            raise PolicyDirError(f"{rel}: {name}: unknown key {unknown[0]!r}; use arn and groups")
+        arn = entry.get("arn")
+        # A principal is matched by its ARN: one that cannot be an ARN would silently never match.
+        if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:") and len(arn.split(":", 5)) == 6):
+            raise PolicyDirError(f"{rel}: {name}: {_kind(arn)} is not an ARN; write '{name}: {_ARN}'")
+        groups = entry.get("groups")
+        if groups is not None and not (isinstance(groups, list) and all(
+                isinstance(g, (str, int)) and not isinstance(g, bool) for g in groups)):
+            raise PolicyDirError(f"{rel}: {name}: groups must be a list of group names, got {_kind(groups)}; "
+                                 f"write 'groups: [group, ...]'")
+        out[name] = dict(entry)
+    return out
+
+
+def _account_id(value: Any, rel: Path, where: str) -> str:
+    # YAML reads an unquoted 12-digit id as a number, and one with a leading 0 as octal: only a
+    # result that is still 12 digits is the id that was meant.
+    text = str(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not re.fullmatch(r"\d{12}", text):
+        raise PolicyDirError(f"{rel}: {where}: {_kind(value)} is not a 12-digit account id; "
+                             "write it quoted, e.g. \"111122223333\"")
+    return text
+
+
+def _accounts(path: Path, root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """accounts.yaml: ``accounts: {ID: {management: BOOL, organization: BOOL}}``, ``buckets: {NAME: ID}``."""
+    rel = _rel(path, root)
+    acc = _yaml(path, root)
+    raw_accounts = acc.get("accounts") or {}
+    if not isinstance(raw_accounts, dict):
+        raise PolicyDirError(f"{rel}: accounts must map account ids to {{management: BOOL, organization: BOOL}}, "
+                             f"got {_kind(raw_accounts)}")
+    accounts: dict[str, dict[str, Any]] = {}
+    for key, value in raw_accounts.items():
+        account = _account_id(key, rel, "accounts")
+        entry = {} if value is None else value
+        if not isinstance(entry, dict):
+            raise PolicyDirError(f"{rel}: accounts: {account}: expected {{management: BOOL, organization: BOOL}}, "
+                                 f"got {_kind(value)}")
+        for k, v in entry.items():
+            if k not in _ACCOUNT_KEYS:
+                raise PolicyDirError(f"{rel}: accounts: {account}: unknown key {str(k)!r}; use management and organization")
+            # bool("false") is True: a quoted flag would silently mean the opposite.
+            if not isinstance(v, bool):
+                raise PolicyDirError(f"{rel}: accounts: {account}: {k} must be true or false, got {_kind(v)}")
+        accounts[account] = dict(entry)
+    raw_buckets = acc.get("buckets") or {}
+    if not isinstance(raw_buckets, dict):
+        raise PolicyDirError(f"{rel}: buckets must map bucket names to account ids, got {_kind(raw_buckets)}")
+    buckets = {str(k): _account_id(v, rel, f"buckets: {k}") for k, v in raw_buckets.items()}
+    return accounts, buckets
 
 
 def _levels(root: Path, sub: str) -> tuple[tuple[NamedPolicy, ...], ...]:
@@ -194,12 +335,8 @@ def load_policy_dir(path: str | Path) -> PolicyStore:
     root = Path(path)
     if not root.is_dir():
         raise PolicyDirError(f"{root}: not a directory; pass --policies DIR with the documented layout")
-    principals: dict[str, dict[str, Any]] = {}
-    for name, value in _yaml(root / "principals.yaml").items():
-        principals[str(name)] = {"arn": value} if isinstance(value, str) else dict(value or {})
-    acc = _yaml(root / "accounts.yaml")
-    accounts = {str(k): dict(v or {}) for k, v in (acc.get("accounts") or {}).items()}
-    buckets = {str(k): str(v) for k, v in (acc.get("buckets") or {}).items()}
+    principals = _principals(root / "principals.yaml", root)
+    accounts, buckets = _accounts(root / "accounts.yaml", root)
 
     def per_dir(sub: str) -> dict[str, tuple[NamedPolicy, ...]]:
         out: dict[str, tuple[NamedPolicy, ...]] = {}

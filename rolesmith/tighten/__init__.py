@@ -44,6 +44,8 @@ def tighten(role: str, options: TightenOptions) -> TightenReport:
         raise TightenInputError(
             f"{role}: no usage source; pass --trail PATH, --cloudtrail, --cloudtrail-bucket BUCKET or --access-advisor"
         )
+    if options.cloudtrail_bucket:
+        usage.split_bucket(options.cloudtrail_bucket)  # a bad name fails before any AWS call
     current = read_current(role, options)
     sources: list[str] = [str(p) for p in options.trails]
     findings = []

@@ -17,12 +17,12 @@ from rolesmith.policies.model import Document
 from rolesmith.tighten.errors import TightenAwsError, TightenInputError
 from rolesmith.tighten.model import CurrentPolicy, CurrentRole
 
-_ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?:.*/)?(?P<name>[\w+=,.@-]+)$")
+ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?:.*/)?(?P<name>[\w+=,.@-]+)$")
 
 
 def parse_role(role: str) -> tuple[str, str | None, str | None]:
     """``(name, account, arn)`` from a role name or role ARN; account/arn are None for a bare name."""
-    m = _ROLE_ARN.match(role)
+    m = ROLE_ARN.match(role)
     if m:
         return m["name"], m["account"], role
     if role.startswith("arn:"):

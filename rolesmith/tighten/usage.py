@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,12 +20,39 @@ from rolesmith.tighten.errors import TightenAwsError, TightenInputError
 from rolesmith.tighten.model import UsedCall
 
 
-def _client(session: Any, name: str) -> Any:
+def _client(session: Any, name: str, option: str) -> Any:
+    from botocore.exceptions import NoRegionError
+
     if session is None:
         import boto3
 
         session = boto3.Session()
-    return session.client(name)
+    try:
+        return session.client(name)
+    except NoRegionError:
+        # tighten has no region option: the region comes from the AWS configuration.
+        raise TightenInputError(f"{option}: no AWS region configured; set AWS_REGION (or AWS_DEFAULT_REGION, or "
+                                "region in the AWS profile)") from None
+
+
+def _one_line(err: Exception) -> str:
+    # Some botocore messages (parameter validation) span lines; the CLI prints one.
+    return " ".join(str(err).split())
+
+
+# The characters botocore accepts in a bucket name: new buckets follow stricter rules, but older
+# us-east-1 buckets may have capitals and underscores and must still be readable
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+
+
+def split_bucket(bucket: str) -> tuple[str, str]:
+    """``(name, prefix)`` of ``--cloudtrail-bucket`` ``[s3://]BUCKET[/PREFIX]``, checked before any AWS call."""
+    name, _, prefix = bucket.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(name):
+        raise TightenInputError(f"--cloudtrail-bucket {bucket!r}: {name!r} is not an S3 bucket name; pass "
+                                "BUCKET[/PREFIX] or s3://BUCKET[/PREFIX] (letters, digits, '.', '-', '_')")
+    return name, prefix
 
 
 def _refused(err: Exception, what: str) -> TightenAwsError:
@@ -62,7 +90,7 @@ def lookup_events(role_arn: str, days: int, out_dir: Path, *, session: Any = Non
         raise TightenInputError(f"--days {days}: LookupEvents keeps 90 days of events; pass 1..90 or use --cloudtrail-bucket")
     end = now or dt.datetime.now(dt.timezone.utc)
     start = end - dt.timedelta(days=days)
-    ct = _client(session, "cloudtrail")
+    ct = _client(session, "cloudtrail", "--cloudtrail")
     kept: list[dict[str, Any]] = []
     try:
         for page in ct.get_paginator("lookup_events").paginate(StartTime=start, EndTime=end):
@@ -73,7 +101,7 @@ def lookup_events(role_arn: str, days: int, out_dir: Path, *, session: Any = Non
     except ClientError as err:
         raise _refused(err, "cloudtrail:LookupEvents") from err
     except BotoCoreError as err:
-        raise TightenAwsError(f"cloudtrail:LookupEvents: {err}; check AWS credentials and region") from err
+        raise TightenAwsError(f"cloudtrail:LookupEvents: {_one_line(err)}; check AWS credentials and region") from err
     path = out_dir / "lookup-events.json"
     path.write_text(json.dumps({"Events": kept}), encoding="utf-8")
     return path
@@ -90,10 +118,10 @@ def bucket_logs(bucket: str, account: str, days: int, out_dir: Path, *, session:
 
     if days < 1:
         raise TightenInputError(f"--days {days}: pass a positive number of days")
-    name, _, prefix = bucket.removeprefix("s3://").partition("/")
+    name, prefix = split_bucket(bucket)
     base = f"{prefix.strip('/') + '/' if prefix.strip('/') else ''}AWSLogs/{account}/CloudTrail/"
     end = (now or dt.datetime.now(dt.timezone.utc)).date()
-    s3 = _client(session, "s3")
+    s3 = _client(session, "s3", "--cloudtrail-bucket")
     paths: list[Path] = []
     try:
         regions = [
@@ -113,7 +141,7 @@ def bucket_logs(bucket: str, account: str, days: int, out_dir: Path, *, session:
     except ClientError as err:
         raise _refused(err, f"s3 bucket {name}") from err
     except BotoCoreError as err:
-        raise TightenAwsError(f"s3 bucket {name}: {err}; check AWS credentials and region") from err
+        raise TightenAwsError(f"s3 bucket {name}: {_one_line(err)}; check AWS credentials and region") from err
     return paths
 
 
@@ -128,7 +156,7 @@ def access_advisor(role_arn: str, days: int, *, session: Any = None, sleep: Call
     from botocore.exceptions import BotoCoreError, ClientError
 
     pause = sleep or time.sleep
-    iam = _client(session, "iam")
+    iam = _client(session, "iam", "--access-advisor")
     cutoff = (now or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(days=days)
     try:
         job = iam.generate_service_last_accessed_details(Arn=role_arn, Granularity="ACTION_LEVEL")["JobId"]
@@ -151,7 +179,7 @@ def access_advisor(role_arn: str, days: int, *, session: Any = None, sleep: Call
     except ClientError as err:
         raise _refused(err, "iam:GenerateServiceLastAccessedDetails") from err
     except BotoCoreError as err:
-        raise TightenAwsError(f"Access Advisor: {err}; check AWS credentials") from err
+        raise TightenAwsError(f"Access Advisor: {_one_line(err)}; check AWS credentials") from err
     calls: list[UsedCall] = []
     service_level: list[str] = []
     for svc in services:
