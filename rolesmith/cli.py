@@ -379,6 +379,7 @@ def sandbox(scenario: Path, port: int, log_dir: Path | None) -> None:
         handle = start_sandbox(scenario, port=port, log_dir=log_dir, warm=True)  # its clients are other processes
     done = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: done.set())
+    _signal.signal(_signal.SIGHUP, lambda *_: done.set())  # a closed terminal: stop cleanly, log files written
     try:
         for line in describe(handle):
             click.echo(line)

@@ -7,6 +7,8 @@ service. A cross-account call is also delivered to the resource owner's trail, w
 ``recipientAccountId`` = that account and the same ``eventID`` (readers de-duplicate by it).
 Log files: ``AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_YYYYMMDDTHHMMZ_ID.json.gz``
 holding ``{"Records": [...]}``. Secrets (secret keys, session tokens) are never part of a record.
+Until a record is in such a log file it is in ``rolesmith-sandbox_…jsonl`` beside ``AWSLogs/``
+(see ``Trail``), so a sandbox that is killed keeps what it recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import logging
 import secrets
 import threading
 import time
@@ -21,8 +24,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
+from rolesmith.errors import RolesmithError
 from rolesmith.sandbox.auth import Identity
 
+log = logging.getLogger("rolesmith.sandbox")
 _READ_PREFIXES = ("Get", "List", "Describe", "Head", "Lookup", "Search", "Select", "Scan", "Query", "BatchGet")
 # S3 object-level calls are data events (eventCategory "Data", managementEvent false).
 _S3_DATA = frozenset({"GetObject", "PutObject", "CopyObject", "HeadObject", "DeleteObject", "DeleteObjects",
@@ -111,14 +116,47 @@ def resource_copy(record: Mapping[str, Any], account: str) -> dict[str, Any]:
     return out
 
 
+class TrailWriteError(RolesmithError):
+    """The log directory cannot be created or written to."""
+
+    exit_code = 2
+
+
+_BATCH = 200  # records per batch of log files (CloudTrail itself delivers every ~5 minutes)
+
+
 class Trail:
-    """Collects records in memory (for LookupEvents) and writes them as log files under ``log_dir``."""
+    """Collects records in memory (for LookupEvents) and writes them under ``log_dir``.
+
+    Every record reaches disk as it is made: it is appended to a JSON Lines file
+    ``log_dir/rolesmith-sandbox_YYYYMMDDTHHMMSSZ_ID.jsonl`` (one record a line, a format every
+    rolesmith trail reader takes) and flushed to the OS, which keeps it when the process is killed
+    (SIGKILL, SIGHUP); no fsync, which would cost milliseconds a call and guards only against power
+    loss. The documented log files (gzipped ``{"Records": [...]}`` per account and region, which
+    cannot be appended to) are written in batches — every 200 records, on ``flush`` and ``close`` —
+    and then the JSON Lines file is emptied, so the two never hold the same record (but for a kill
+    between the two steps); ``close`` removes it. The directory is created and the file opened
+    here, so a log directory that cannot be written is an error at start, not at the end.
+    """
 
     def __init__(self, log_dir: Path | None) -> None:
         self.log_dir = log_dir
         self._lock = threading.Lock()
         self._all: list[dict[str, Any]] = []
         self._pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._live: Any = None  # the JSON Lines file, a text stream
+        self._live_path: Path | None = None
+        self._warned = False
+        if log_dir is not None:
+            name = f"rolesmith-sandbox_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{secrets.token_hex(8)}.jsonl"
+            self._live_path = log_dir / name
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                # Open until close(): each record is appended as it is made.
+                self._live = open(self._live_path, "a", encoding="utf-8")
+            except OSError as err:
+                raise TrailWriteError(f"{log_dir}: cannot write CloudTrail log files there ({err.strerror}); "
+                                      "pass a directory you can write to as --log-dir") from err
 
     def add(self, record: Mapping[str, Any], resource_accounts: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         rec = dict(record)
@@ -126,29 +164,67 @@ class Trail:
         with self._lock:
             for r in copies:
                 self._all.append(r)
-                self._pending.setdefault((r["recipientAccountId"], r["awsRegion"]), []).append(r)
-            if sum(len(v) for v in self._pending.values()) >= 200:
-                self._flush_locked()
+                if self._live is not None:
+                    self._pending.setdefault((r["recipientAccountId"], r["awsRegion"]), []).append(r)
+            if self._live is not None:
+                try:
+                    self._live.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in copies))
+                    self._live.flush()
+                except OSError as err:
+                    raise self._error(err) from err
+                if sum(len(v) for v in self._pending.values()) >= _BATCH:
+                    try:
+                        self._flush_locked()
+                    except TrailWriteError as err:
+                        # The batch is safe in the JSON Lines file, so the call goes on; the next
+                        # batch retries, and flush()/close() raise it.
+                        if not self._warned:
+                            log.warning("sandbox: %s", err)
+                            self._warned = True
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._all)
 
     def flush(self) -> None:
+        """Write the records not yet in log files as log files."""
         with self._lock:
             self._flush_locked()
 
+    def close(self) -> None:
+        """Flush, then remove the JSON Lines file (all it held is in log files now). Idempotent."""
+        with self._lock:
+            if self._live is None:
+                return
+            self._flush_locked()
+            self._live.close()
+            self._live = None
+            assert self._live_path is not None
+            self._live_path.unlink(missing_ok=True)
+
+    def _error(self, err: OSError) -> TrailWriteError:
+        return TrailWriteError(f"{self.log_dir}: cannot write CloudTrail log files there ({err.strerror}); "
+                               f"the records not in log files are in {self._live_path}")
+
     def _flush_locked(self) -> None:
-        pending, self._pending = self._pending, {}
-        if self.log_dir is None:
+        if self._live is None or not self._pending:
             return
+        assert self.log_dir is not None
         now = time.gmtime()
-        for (account, region), recs in pending.items():
-            folder = self.log_dir / "AWSLogs" / account / "CloudTrail" / region / time.strftime("%Y/%m/%d", now)
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"{account}_CloudTrail_{region}_{time.strftime('%Y%m%dT%H%MZ', now)}_{secrets.token_hex(8)}.json.gz"
-            with gzip.open(folder / name, "wt", encoding="utf-8") as fh:
-                json.dump({"Records": recs}, fh, separators=(",", ":"))
+        try:
+            for (account, region), recs in self._pending.items():
+                folder = self.log_dir / "AWSLogs" / account / "CloudTrail" / region / time.strftime("%Y/%m/%d", now)
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{account}_CloudTrail_{region}_{time.strftime('%Y%m%dT%H%MZ', now)}_{secrets.token_hex(8)}.json.gz"
+                with gzip.open(folder / name, "wt", encoding="utf-8") as fh:
+                    json.dump({"Records": recs}, fh, separators=(",", ":"))
+            # Every pending record is in a log file now: empty the JSON Lines file so none is in both.
+            self._live.seek(0)
+            self._live.truncate()
+        except OSError as err:
+            # The JSON Lines file still holds every record of the batch: nothing is lost.
+            raise self._error(err) from err
+        self._pending = {}
 
     # -- LookupEvents -------------------------------------------------------------------------
     def lookup_events(self, account: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ placeholders, substituted after loading so ARNs stay readable in YAML:
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +24,15 @@ Document = Mapping[str, Any]
 OWNERSHIP = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _PLACEHOLDER = re.compile(r"\$\{(account|key):([^}]+)\}")
+# The form of AWS region names (us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1): botocore
+# rejects anything else only when the first request is signed, long after the scenario was loaded.
+_REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d+$")
+# A KMS key or alias ARN (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id):
+# the sandbox reads the account out of it for every SSE-KMS call.
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]+)$")
+# What YAML 1.1 turns an unquoted key into when it is not a string: ``1:``, ``yes:``, ``~:``.
+_YAML_TYPES = {bool: "a boolean (an unquoted yes/no/on/off/true/false)", int: "a number", float: "a number",
+               type(None): "null (an unquoted ~ or null)"}
 
 
 class ScenarioError(RolesmithError):
@@ -145,6 +156,57 @@ def _mapping(value: Any, source: str, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _named(value: Any, source: str, where: str) -> Mapping[str, Any]:
+    """A mapping whose keys are names (accounts, principals, resources, policies, tags): each must be
+    a string, or ``1:`` / ``yes:`` / ``~:`` would become the name "1" / "True" / "None"."""
+    out = _mapping(value, source, where)
+    for k in out:
+        if not isinstance(k, str):
+            what = _YAML_TYPES.get(type(k), type(k).__name__)
+            raise _fail(source, where, f"the name {k!r} is {what}, not a string: quote it in YAML")
+    return out
+
+
+def _region(value: Any, source: str) -> str:
+    if value is None:
+        return "us-east-1"
+    if not isinstance(value, str):
+        raise _fail(source, "region", f"expected a region name such as us-east-1, got {type(value).__name__}")
+    if not _REGION.match(value):
+        raise _fail(source, "region", f"{value!r} is not an AWS region name: use one such as us-east-1")
+    return value
+
+
+def _aliases(value: Any, source: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    # A bare string is refused rather than read character by character.
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise _fail(source, where, "expected a list of alias names, e.g. [alias/NAME]")
+    bad = [a for a in value if not a.startswith("alias/") or a.startswith("alias/aws/")]
+    if bad:
+        raise _fail(source, where, f"{bad[0]!r}: aliases start with 'alias/' and not 'alias/aws/'")
+    return tuple(value)
+
+
+def _kms_key(enc: Mapping[str, Any], table: Mapping[tuple[str, str], str], account: str,
+             source: str, where: str) -> str:
+    """A bucket's ``encryption: {kms_key: …}`` → the key ARN: a declared key's name (``NAME`` or
+    ``ACCOUNT/NAME``, as in ``${key:…}``) or a well-formed key / alias ARN."""
+    ref = enc.get("kms_key")
+    if not isinstance(ref, str) or not ref:
+        raise _fail(source, where, "expected a key name or a key ARN (a string)")
+    hit = table.get(("key", ref)) or table.get(("key", f"{account}/{ref}"))
+    if hit is not None:
+        return hit
+    if ref.startswith("arn:"):
+        if not _KMS_ARN.match(ref):
+            raise _fail(source, where, f"{ref!r} is not a KMS key ARN: use arn:aws:kms:REGION:ACCOUNT:key/ID "
+                                       "(or :alias/NAME) or the name of a declared key")
+        return ref
+    raise _fail(source, where, f"unknown key {ref!r}: name a declared key or a key ARN")
+
+
 def _document(value: Any, source: str, where: str) -> Document:
     if not isinstance(value, Mapping) or "Statement" not in value:
         raise _fail(source, where, 'expected a policy document with "Statement"')
@@ -190,11 +252,17 @@ def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
     source = str(path)
     try:
+        data = p.read_bytes()
+        text = data.decode("utf-8")
         # libyaml's loader where PyYAML was built with it: the pure-Python one is 10x slower, and the
         # scenario is parsed on every sandbox start.
-        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     except OSError as err:
         raise ScenarioError(f"{source}: cannot read: {err.strerror}; pass an existing scenario YAML") from err
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ScenarioError(f"{source}: line {line}: byte 0x{data[err.start]:02x} is not UTF-8; "
+                            "save the file as UTF-8") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -206,9 +274,9 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
     top = _mapping(raw, source, "top level")
     unknown = set(top) - {"region", "accounts", "run_as"}
     if unknown:
-        raise _fail(source, "top level", f"unknown keys {sorted(unknown)}; allowed: region, run_as, accounts")
-    region = str(top.get("region") or "us-east-1")
-    accounts_raw = _mapping(top.get("accounts"), source, "accounts")
+        raise _fail(source, "top level", f"unknown keys {sorted(unknown, key=str)}; allowed: region, run_as, accounts")
+    region = _region(top.get("region"), source)
+    accounts_raw = _named(top.get("accounts"), source, "accounts")
     if not accounts_raw:
         raise _fail(source, "accounts", "declare at least one account")
 
@@ -222,17 +290,17 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
             raise _fail(source, f"accounts.{aname}.id", "expected a 12-digit account id (quote it in YAML)")
         if aid in ids.values():
             raise _fail(source, f"accounts.{aname}.id", f"account id {aid} is declared twice")
-        ids[str(aname)] = aid
-        table[("account", str(aname))] = aid
+        ids[aname] = aid
+        table[("account", aname)] = aid
     key_ids: dict[tuple[str, str], str] = {}
     for aname, acc in accounts_raw.items():
-        for kname, kraw in _mapping(acc.get("keys"), source, f"accounts.{aname}.keys").items():
+        for kname, kraw in _named(acc.get("keys"), source, f"accounts.{aname}.keys").items():
             kraw = _mapping(kraw, source, f"accounts.{aname}.keys.{kname}")
             kid = str(kraw.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"rolesmith-sandbox/{ids[aname]}/{kname}"))
-            key_ids[(str(aname), str(kname))] = kid
+            key_ids[(aname, kname)] = kid
             arn = f"arn:aws:kms:{region}:{ids[aname]}:key/{kid}"
             table[("key", f"{aname}/{kname}")] = arn
-            table.setdefault(("key", str(kname)), arn)
+            table.setdefault(("key", kname), arn)
 
     accounts: list[AccountSpec] = []
     principals: list[PrincipalSpec] = []
@@ -245,17 +313,17 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         acc = _substitute(_mapping(acc, source, where), table, source, where)
         extra = set(acc) - allowed
         if extra:
-            raise _fail(source, where, f"unknown keys {sorted(extra)}; allowed: {', '.join(sorted(allowed))}")
+            raise _fail(source, where, f"unknown keys {sorted(extra, key=str)}; allowed: {', '.join(sorted(allowed))}")
         aid = ids[aname]
-        accounts.append(AccountSpec(name=str(aname), id=aid, scps=_levels(acc.get("scps"), source, f"{where}.scps"),
+        accounts.append(AccountSpec(name=aname, id=aid, scps=_levels(acc.get("scps"), source, f"{where}.scps"),
                                     rcps=_levels(acc.get("rcps"), source, f"{where}.rcps"),
                                     management=bool(acc.get("management", False))))
         for kind in ("user", "role"):
-            for pname, praw in _mapping(acc.get(kind + "s"), source, f"{where}.{kind}s").items():
+            for pname, praw in _named(acc.get(kind + "s"), source, f"{where}.{kind}s").items():
                 pw = f"{where}.{kind}s.{pname}"
                 praw = _mapping(praw, source, pw)
-                pols = {str(n): _document(d, source, f"{pw}.policies.{n}")
-                        for n, d in _mapping(praw.get("policies"), source, f"{pw}.policies").items()}
+                pols = {n: _document(d, source, f"{pw}.policies.{n}")
+                        for n, d in _named(praw.get("policies"), source, f"{pw}.policies").items()}
                 trust = praw.get("trust")
                 if kind == "role" and trust is None:
                     raise _fail(source, pw, "a role needs a trust policy (key 'trust')")
@@ -263,13 +331,13 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
                 if not (path.startswith("/") and path.endswith("/")):
                     raise _fail(source, f"{pw}.path", "an IAM path starts and ends with '/'")
                 principals.append(PrincipalSpec(
-                    name=str(pname), kind=kind, account=aid, account_name=str(aname), path=path, policies=pols,
+                    name=pname, kind=kind, account=aid, account_name=aname, path=path, policies=pols,
                     boundary=_document(praw["boundary"], source, f"{pw}.boundary") if praw.get("boundary") else None,
                     trust=_document(trust, source, f"{pw}.trust") if trust is not None else None,
                     instance_profile=bool(praw.get("instance_profile", False)),
                     service_linked=bool(praw.get("service_linked", False)),
-                    tags={str(k): str(v) for k, v in _mapping(praw.get("tags"), source, f"{pw}.tags").items()}))
-        for bname, braw in _mapping(acc.get("buckets"), source, f"{where}.buckets").items():
+                    tags={k: str(v) for k, v in _named(praw.get("tags"), source, f"{pw}.tags").items()}))
+        for bname, braw in _named(acc.get("buckets"), source, f"{where}.buckets").items():
             bw = f"{where}.buckets.{bname}"
             braw = _mapping(braw, source, bw)
             own = str(braw.get("object_ownership", "BucketOwnerEnforced"))
@@ -277,32 +345,26 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
                 raise _fail(source, f"{bw}.object_ownership", f"expected one of {', '.join(OWNERSHIP)}")
             enc = braw.get("encryption")
             if isinstance(enc, Mapping):
-                ref = str(enc.get("kms_key", ""))
-                enc = table.get(("key", ref)) or table.get(("key", f"{aname}/{ref}")) or (ref if ref.startswith("arn:aws:kms:") else None)
-                if enc is None:
-                    raise _fail(source, f"{bw}.encryption.kms_key", f"unknown key {ref!r}: name a declared key or a key ARN")
+                enc = _kms_key(enc, table, aname, source, f"{bw}.encryption.kms_key")
             elif enc not in (None, "AES256"):
                 raise _fail(source, f"{bw}.encryption", "expected AES256 or {kms_key: NAME}")
             if any(b.name == bname for b in buckets):
                 raise _fail(source, bw, "bucket names are global: this one is declared twice")
             buckets.append(BucketSpec(
-                name=str(bname), account=aid, object_ownership=own, encryption=enc,
+                name=bname, account=aid, object_ownership=own, encryption=enc,
                 policy=_document(braw["policy"], source, f"{bw}.policy") if braw.get("policy") else None))
-        for kname, kraw in _mapping(acc.get("keys"), source, f"{where}.keys").items():
+        for kname, kraw in _named(acc.get("keys"), source, f"{where}.keys").items():
             kw = f"{where}.keys.{kname}"
             kraw = _mapping(kraw, source, kw)
-            aliases = tuple(str(a) for a in kraw.get("aliases", ()) or ())
-            bad = [a for a in aliases if not a.startswith("alias/") or a.startswith("alias/aws/")]
-            if bad:
-                raise _fail(source, f"{kw}.aliases", f"{bad[0]!r}: aliases start with 'alias/' and not 'alias/aws/'")
+            aliases = _aliases(kraw.get("aliases"), source, f"{kw}.aliases")
             keys.append(KeySpec(
-                name=str(kname), account=aid, key_id=key_ids[(str(aname), str(kname))], region=region,
+                name=kname, account=aid, key_id=key_ids[(aname, kname)], region=region,
                 policy=_document(kraw["policy"], source, f"{kw}.policy") if kraw.get("policy") else _default_key_policy(aid),
                 aliases=aliases))
-        for qname, qraw in _mapping(acc.get("queues"), source, f"{where}.queues").items():
+        for qname, qraw in _named(acc.get("queues"), source, f"{where}.queues").items():
             qw = f"{where}.queues.{qname}"
             qraw = _mapping(qraw, source, qw)
-            queues.append(QueueSpec(name=str(qname), account=aid, region=region,
+            queues.append(QueueSpec(name=qname, account=aid, region=region,
                                     policy=_document(qraw["policy"], source, f"{qw}.policy") if qraw.get("policy") else None))
     seen: set[str] = set()
     for p in principals:
@@ -317,6 +379,26 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
     scenario.default_principal  # noqa: B018 - validates run_as now, with the file name in the error
     _check_policies(scenario)
     return scenario
+
+
+@functools.lru_cache(maxsize=1)
+def _known_regions() -> frozenset[str]:
+    # Cached: converge resets the sandbox once per iteration, and reading the data takes 15 ms.
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("endpoints").get("partitions", [])
+    return frozenset(r for part in partitions for r in part.get("regions", {}))
+
+
+def check_region_known(scenario: Scenario) -> None:
+    """moto keeps state only in the regions of botocore's endpoint data: in any other, seeding the
+    scenario fails on the first request. Checked when a sandbox starts, not in ``parse_scenario``:
+    moto imports botocore then anyway, while parsing alone would pay 50 ms for it."""
+    if os.environ.get("MOTO_ALLOW_NONEXISTENT_REGION", "").lower() == "true":  # moto takes any region then
+        return
+    if scenario.region not in _known_regions():
+        raise _fail(scenario.source, "region", f"{scenario.region!r} is not a region AWS has (none in botocore's "
+                                               "endpoint data): use one such as us-east-1")
 
 
 def _check_policies(scenario: Scenario) -> None:

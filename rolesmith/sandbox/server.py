@@ -21,9 +21,10 @@ from rolesmith.errors import RolesmithError
 from rolesmith.sandbox.auth import Credentials, Identity
 from rolesmith.sandbox.cloudtrail import Trail
 from rolesmith.sandbox.gateway import Gateway
-from rolesmith.sandbox.scenario import PrincipalSpec, Scenario, load_scenario
+from rolesmith.sandbox.scenario import PrincipalSpec, Scenario, check_region_known, load_scenario
 from rolesmith.sandbox.seed import Seeder
 from rolesmith.sandbox.world import World
+from rolesmith.trail.secrets import scrub_text
 
 log = logging.getLogger("rolesmith.sandbox")
 _RUNNING = threading.Lock()  # moto's backends are per process: one sandbox at a time
@@ -84,7 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("sandbox: " + format, *args)
+        # The request line of a presigned URL carries its session token and signature in the query.
+        log.debug("sandbox: %s", scrub_text(format % args))
 
 
 class _FrontServer(ThreadingHTTPServer):
@@ -167,10 +169,13 @@ class SandboxHandle:
         """Start over on the same endpoint: empty moto, the scenario (or another one) seeded again,
         new credentials, an empty trail. Much faster than stop + start (tests, converge loops)."""
         scenario = load_scenario(scenario_path) if scenario_path is not None else self.scenario
-        self.trail.flush()
+        check_region_known(scenario)
+        new_log_dir = Path(log_dir) if log_dir is not None else self.log_dir
+        # The new trail first: a log directory that cannot be written leaves this sandbox as it was.
+        world, creds, trail, identities = _state(scenario, new_log_dir)
+        self.trail.close()
         _reset_moto()
-        self.log_dir = Path(log_dir) if log_dir is not None else self.log_dir
-        world, creds, trail, identities = _state(scenario, self.log_dir)
+        self.log_dir = new_log_dir
         self.scenario, self.world, self.trail, self._creds, self._identities = scenario, world, trail, creds, identities
         self._operators = {}
         self.region = scenario.region
@@ -184,7 +189,7 @@ class SandboxHandle:
         try:
             self._front.shutdown()
             self._front.server_close()
-            self.trail.flush()
+            self.trail.close()
             _reset_moto()
         finally:
             _RUNNING.release()
@@ -212,6 +217,7 @@ def start_sandbox(scenario_path: str | Path, *, port: int = 0, log_dir: str | Pa
     while they import, and every file read of theirs would wait for it (measured: the first answer
     in-process 0.3 s later with it, out of process 0.1 s sooner)."""
     scenario = load_scenario(scenario_path)
+    check_region_known(scenario)
     if not _RUNNING.acquire(blocking=False):
         raise SandboxError(f"{scenario_path}: a sandbox is already running in this process; stop it first")
     try:
@@ -259,6 +265,7 @@ def _start(scenario: Scenario, *, port: int, log_dir: Path | None, warm: bool) -
 
     # moto's server application, called in-process for every forwarded request.
     moto = DomainDispatcherApplication(create_backend_app)
+    trail: Trail | None = None
     try:
         world, creds, trail, identities = _state(scenario, log_dir)
         try:
@@ -272,6 +279,8 @@ def _start(scenario: Scenario, *, port: int, log_dir: Path | None, warm: bool) -
             threading.Thread(target=_warm, args=(scenario, moto), name="rolesmith-sandbox-warm", daemon=True).start()
         return handle
     except BaseException:
+        if trail is not None:
+            trail.close()  # removes its (empty) JSON Lines file
         _reset_moto()
         raise
 
