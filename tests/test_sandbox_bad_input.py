@@ -57,6 +57,13 @@ CASES = [
      "arn:aws:kms:REGION:ACCOUNT:key/ID (or :alias/NAME) or the name of a declared key"),
     ("kms-key-not-a-string", ACCOUNT + ", buckets: {b: {encryption: {kms_key: [k]}}}}}",
      "FILE: accounts.a.buckets.b.encryption.kms_key: expected a key name or a key ARN (a string)"),
+    # A misspelt key used to be ignored: the user below would have run with no policy at all.
+    ("user-key-misspelt", "accounts: {a: {id: '111111111111', users: {u: {polices: {}}}}}",
+     "FILE: accounts.a.users.u: unknown keys ['polices']; allowed: boundary, path, policies, tags"),
+    ("bucket-key-misspelt", ACCOUNT + ", buckets: {b: {encrypton: AES256}}}}",
+     "FILE: accounts.a.buckets.b: unknown keys ['encrypton']; allowed: encryption, object_ownership, policy"),
+    ("quoted-no-is-not-false", ACCOUNT + ", management: 'no'}}",
+     "FILE: accounts.a.management: expected true or false, got 'no'"),
 ]
 
 

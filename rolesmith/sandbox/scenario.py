@@ -308,6 +308,18 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
     keys: list[KeySpec] = []
     queues: list[QueueSpec] = []
     allowed = {"id", "users", "roles", "buckets", "keys", "queues", "scps", "rcps", "management"}
+
+    def only(raw: Mapping[str, Any], keys: set[str], where: str) -> None:
+        # A misspelt key ("polices:") would otherwise leave a principal without its policies, silently.
+        extra = set(raw) - keys
+        if extra:
+            raise _fail(source, where, f"unknown keys {sorted(extra, key=str)}; allowed: {', '.join(sorted(keys))}")
+
+    def flag(raw: Mapping[str, Any], key: str, where: str) -> bool:
+        value = raw.get(key, False)
+        if not isinstance(value, bool):  # YAML's 'no' in quotes is a string, and a non-empty string is true
+            raise _fail(source, f"{where}.{key}", f"expected true or false, got {value!r}")
+        return value
     for aname, acc in accounts_raw.items():
         where = f"accounts.{aname}"
         acc = _substitute(_mapping(acc, source, where), table, source, where)
@@ -317,11 +329,13 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         aid = ids[aname]
         accounts.append(AccountSpec(name=aname, id=aid, scps=_levels(acc.get("scps"), source, f"{where}.scps"),
                                     rcps=_levels(acc.get("rcps"), source, f"{where}.rcps"),
-                                    management=bool(acc.get("management", False))))
+                                    management=flag(acc, "management", where)))
         for kind in ("user", "role"):
             for pname, praw in _named(acc.get(kind + "s"), source, f"{where}.{kind}s").items():
                 pw = f"{where}.{kind}s.{pname}"
                 praw = _mapping(praw, source, pw)
+                only(praw, {"policies", "trust", "path", "boundary", "instance_profile", "service_linked", "tags"}
+                     if kind == "role" else {"policies", "path", "boundary", "tags"}, pw)
                 pols = {n: _document(d, source, f"{pw}.policies.{n}")
                         for n, d in _named(praw.get("policies"), source, f"{pw}.policies").items()}
                 trust = praw.get("trust")
@@ -334,12 +348,13 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
                     name=pname, kind=kind, account=aid, account_name=aname, path=path, policies=pols,
                     boundary=_document(praw["boundary"], source, f"{pw}.boundary") if praw.get("boundary") else None,
                     trust=_document(trust, source, f"{pw}.trust") if trust is not None else None,
-                    instance_profile=bool(praw.get("instance_profile", False)),
-                    service_linked=bool(praw.get("service_linked", False)),
+                    instance_profile=flag(praw, "instance_profile", pw),
+                    service_linked=flag(praw, "service_linked", pw),
                     tags={k: str(v) for k, v in _named(praw.get("tags"), source, f"{pw}.tags").items()}))
         for bname, braw in _named(acc.get("buckets"), source, f"{where}.buckets").items():
             bw = f"{where}.buckets.{bname}"
             braw = _mapping(braw, source, bw)
+            only(braw, {"object_ownership", "encryption", "policy"}, bw)
             own = str(braw.get("object_ownership", "BucketOwnerEnforced"))
             if own not in OWNERSHIP:
                 raise _fail(source, f"{bw}.object_ownership", f"expected one of {', '.join(OWNERSHIP)}")
@@ -356,6 +371,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         for kname, kraw in _named(acc.get("keys"), source, f"{where}.keys").items():
             kw = f"{where}.keys.{kname}"
             kraw = _mapping(kraw, source, kw)
+            only(kraw, {"id", "aliases", "policy"}, kw)
             aliases = _aliases(kraw.get("aliases"), source, f"{kw}.aliases")
             keys.append(KeySpec(
                 name=kname, account=aid, key_id=key_ids[(aname, kname)], region=region,
@@ -364,6 +380,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         for qname, qraw in _named(acc.get("queues"), source, f"{where}.queues").items():
             qw = f"{where}.queues.{qname}"
             qraw = _mapping(qraw, source, qw)
+            only(qraw, {"policy"}, qw)
             queues.append(QueueSpec(name=qname, account=aid, region=region,
                                     policy=_document(qraw["policy"], source, f"{qw}.policy") if qraw.get("policy") else None))
     seen: set[str] = set()
