@@ -330,3 +330,17 @@ def test_the_proxy_log_line_of_a_presigned_url_hides_token_and_signature(caplog)
                             "502", "-")
     assert TOKEN_IN_MESSAGE not in caplog.text and "ab12" not in caplog.text
     assert "X-Amz-Security-Token=HIDDEN_DUE_TO_SECURITY_REASONS" in caplog.text
+
+
+def test_a_cloudtrail_bucket_that_is_not_an_s3_url_stops_before_the_workload_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from rolesmith.cli import main
+
+    marker = tmp_path / "ran"
+    result = CliRunner().invoke(main, ["record", "-o", str(tmp_path / "out"), "--cloudtrail-bucket", "notans3url", "--",
+                                       sys.executable, "-c", f"open({str(marker)!r}, 'w')"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: --cloudtrail-bucket notans3url: expected s3://BUCKET[/PREFIX], the trail's"
+                                     " S3 bucket (and the prefix the trail delivers under)")
+    assert not marker.exists()
