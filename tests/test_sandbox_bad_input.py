@@ -64,6 +64,9 @@ CASES = [
      "FILE: accounts.a.buckets.b: unknown keys ['encrypton']; allowed: encryption, object_ownership, policy"),
     ("quoted-no-is-not-false", ACCOUNT + ", management: 'no'}}",
      "FILE: accounts.a.management: expected true or false, got 'no'"),
+    # YAML keeps the last of two equal keys: the first user would vanish without a word.
+    ("user-given-twice", "accounts: {a: {id: '111111111111', users: {u: {}, u: {}}}}",
+     "FILE: line 1: the key 'u' is given twice (YAML would keep only the last one); remove or rename one"),
 ]
 
 

@@ -247,6 +247,38 @@ def _substitute(value: Any, table: Mapping[tuple[str, str], str], source: str, w
     return value
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+@functools.cache
+def _loader() -> type:
+    """PyYAML's safe loader (libyaml's where PyYAML was built with it: the pure-Python one is 10x
+    slower, and the scenario is parsed on every sandbox start) that refuses a key given twice in one
+    mapping: YAML keeps only the last, so a second account or user of the same name would silently
+    replace the first."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class _Strict(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *anchor" merges, and explicit keys may override what it brings
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    twice = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if twice:
+                    raise _DuplicateKey(None, None, f"the key {key!r} is given twice (YAML would keep only the"
+                                        " last one); remove or rename one", key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return _Strict
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     p = Path(path)
@@ -254,9 +286,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = p.read_bytes()
         text = data.decode("utf-8")
-        # libyaml's loader where PyYAML was built with it: the pure-Python one is 10x slower, and the
-        # scenario is parsed on every sandbox start.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        raw = yaml.load(text, Loader=_loader())  # noqa: S506 - a safe loader
     except OSError as err:
         raise ScenarioError(f"{source}: cannot read: {err.strerror}; pass an existing scenario YAML") from err
     except UnicodeDecodeError as err:
@@ -266,6 +296,8 @@ def load_scenario(path: str | Path) -> Scenario:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
+        if isinstance(err, _DuplicateKey):
+            raise ScenarioError(f"{source}: {line}{err.problem}") from err
         raise ScenarioError(f"{source}: {line}invalid YAML; fix the syntax") from err
     return parse_scenario(raw, source=source)
 
