@@ -358,9 +358,29 @@ def load_policy_dir(path: str | Path) -> PolicyStore:
     if base.is_dir():
         for f in sorted(base.glob("*/*.json")):
             resources[(f.parent.name, f.stem)] = NamedPolicy(name=f"resource/{f.parent.name}/{f.stem}", document=_document(f, root))
-    return PolicyStore(
+    store = PolicyStore(
         root=str(root), principals=principals, accounts=accounts, buckets=buckets,
         identity=per_dir("identity"), groups=per_dir("groups"), boundaries=per_file("boundaries"),
         sessions=per_file("sessions"), scps=_levels(root, "scps"), rcps=_levels(root, "rcps"),
         resources=resources, trust=per_file("trust"),
     )
+    _check(store)
+    return store
+
+
+def _check(store: PolicyStore) -> None:
+    """Compile every policy now (memoised for the evaluation that follows), so a malformed one is an
+    error even when the trail never asks for its principal or resource."""
+    from rolesmith.evaluator.compile import compiled
+
+    layers: list[tuple[NamedPolicy, str]] = []
+    for kind, table in (("identity", store.identity), ("identity", store.groups)):
+        layers += [(p, kind) for policies in table.values() for p in policies]
+    layers += [(p, "boundary") for p in store.boundaries.values()]
+    layers += [(p, "session") for p in store.sessions.values()]
+    layers += [(p, "trust-policy") for p in store.trust.values()]
+    layers += [(p, "scp") for level in store.scps for p in level]
+    layers += [(p, "rcp") for level in store.rcps for p in level]
+    layers += [(p, "key-policy" if kind == "kms" else "resource") for (kind, _), p in store.resources.items()]
+    for policy, layer in layers:
+        compiled(policy, layer)
