@@ -314,3 +314,23 @@ def test_resource_star_for_a_call_naming_none_of_its_optional_resource_types() -
     assert findings(ps, "RESOURCE_WILDCARD") == [
         'cloudwatch:PutMetricData: Resource "*" because the call named none of the action\'s optional resource'
         ' types, so IAM evaluates it against "*"']
+
+
+@pytest.mark.parametrize(("via", "expect"), [
+    ("s3.amazonaws.com", [["StringEquals", "kms:ViaService", "s3.us-east-1.amazonaws.com"]]),
+    ("cloudformation.amazonaws.com", None),  # not in the KMS guide's ViaService table: never sent
+    ("internal.amazonaws.com", None),
+])
+def test_kms_via_service_only_for_services_that_send_it(via: str, expect: list | None) -> None:
+    # kms-dg__conditions-kms.md, "kms:ViaService": only the services in its table set the key; a
+    # condition on it for any other service would refuse the call the trail shows.
+    key = f"arn:aws:kms:us-east-1:{A}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    event = ev("Decrypt", "kms.amazonaws.com", eid="d1", invoked_by=via, request={"keyId": key})
+    use = Use(action="kms:Decrypt", resource=key, resource_account=A, via=via)
+    ps = policies_from_graph(graph_of((event, EventUses(uses=(use,)))), BuildOptions())
+    statement = next(s for p in ps.identity_policies for s in p.policy["Statement"] if s["Action"] == "kms:Decrypt")
+    got = statement.get("Condition")
+    if expect is None:
+        assert got is None
+    else:
+        assert [[op, k, v] for op, kv in got.items() for k, v in kv.items()] == expect

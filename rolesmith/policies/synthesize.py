@@ -20,6 +20,7 @@ import re
 from typing import Any, Iterable, Sequence
 
 from rolesmith.actions.model import Condition
+from rolesmith.actions.via import KMS_VIA_SERVICES
 from rolesmith.errors import RolesmithError
 from rolesmith.graph.model import EVIDENCE_CAP, GraphUse
 from rolesmith.graph.usage import UsageGraph
@@ -113,7 +114,11 @@ def _region_of(arn: str) -> str:
 
 
 def _conditions(use: GraphUse) -> tuple[Condition, ...]:
-    """The use's conditions, plus ``kms:ViaService`` for a KMS call a service made (if not already set)."""
+    """The use's conditions, plus ``kms:ViaService`` for a KMS call a service made (if not already set).
+
+    Only services in the KMS guide's ViaService table send that key (``via.KMS_VIA_SERVICES``): a
+    condition on it for any other (CloudFormation, KMS itself, ``internal.amazonaws.com``) would
+    refuse the very call the trail shows."""
     conds = tuple(use.conditions)
     via = use.via
     if (
@@ -124,7 +129,7 @@ def _conditions(use: GraphUse) -> tuple[Condition, ...]:
     ):
         service = via[: -len(".amazonaws.com")]
         region = _region_of(use.resource)
-        if region and "." not in service:
+        if region and service in KMS_VIA_SERVICES:
             conds += (("StringEquals", "kms:ViaService", f"{service}.{region}.amazonaws.com"),)
     return tuple(sorted(set(conds)))
 
