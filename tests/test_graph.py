@@ -256,3 +256,17 @@ def test_a_packed_id_is_matched_only_at_an_id_boundary() -> None:
     assert holds(a + b, a) and holds(a + b, b)
     assert not holds(a + b, across)
     assert holds(a + b + across, across)
+
+
+def test_an_id_the_request_named_is_not_counted_as_created() -> None:
+    # RunInstances echoes the security groups it was given and CreateSnapshot the volume it copied:
+    # those existed before the call, so --generalize safe must not treat them as new every run.
+    from dataclasses import replace
+
+    graph = UsageGraph()
+    run = replace(ev("RunInstances", "ec2.amazonaws.com", eid="r1",
+                     request={"groupSet": {"items": [{"groupId": "sg-0aebfa21f302bded9"}]}}),
+                  response={"instancesSet": {"items": [{"instanceId": "i-0a1b2c3d4e5f60718",
+                                                        "groupSet": {"items": [{"groupId": "sg-0aebfa21f302bded9"}]}}]}})
+    graph.add(run, EventUses(uses=(Use(action="ec2:RunInstances", resource="arn:aws:ec2:us-east-1:1:instance/*"),)))
+    assert graph.created == {"i-0a1b2c3d4e5f60718"}

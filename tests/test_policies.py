@@ -68,18 +68,35 @@ def test_merge_groups_actions_sharing_resources_and_never_widens() -> None:
 
 # -- generalisation ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arns, expected", [
-    (["arn:aws:elasticmapreduce:us-east-1:1:cluster/j-2AXXXXXXGAPLF"], ["arn:aws:elasticmapreduce:us-east-1:1:cluster/*"]),
-    (["arn:aws:ec2:us-east-1:1:instance/i-0a1b2c3d4e5f60718"], ["arn:aws:ec2:us-east-1:1:instance/*"]),
-    (["arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-j-2AXXXXXXGAPLF"], ["arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-*"]),
-    (["arn:aws:s3:::b/reports/2026/a.csv", "arn:aws:s3:::b/reports/2026/b.csv"], ["arn:aws:s3:::b/reports/2026/*"] * 2),
-    (["arn:aws:s3:::b/reports/a.csv"], ["arn:aws:s3:::b/reports/a.csv"]),  # one key stays exact
-    (["arn:aws:s3:::b/a.csv", "arn:aws:s3:::b/b.csv"], ["arn:aws:s3:::b/a.csv", "arn:aws:s3:::b/b.csv"]),  # no prefix
-    (["arn:aws:sqs:us-east-1:1:my-queue"], ["arn:aws:sqs:us-east-1:1:my-queue"]),  # chosen names stay
-    (["arn:aws:s3:::b/j-notacluster.txt"], ["arn:aws:s3:::b/j-notacluster.txt"]),
+J = "j-2AXXXXXXGAPLF"
+I = "i-0a1b2c3d4e5f60718"
+
+
+@pytest.mark.parametrize("arns, created, expected", [
+    # Ids a creation call in the trail returned are new every run: widened.
+    ([f"arn:aws:elasticmapreduce:us-east-1:1:cluster/{J}"], {J}, ["arn:aws:elasticmapreduce:us-east-1:1:cluster/*"]),
+    ([f"arn:aws:ec2:us-east-1:1:instance/{I}"], {I}, ["arn:aws:ec2:us-east-1:1:instance/*"]),
+    ([f"arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-{J}"], {J}, ["arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-*"]),
+    # ... only the id's segment of an S3 path (what follows stays).
+    ([f"arn:aws:s3:::b/logs/{J}/node/{I}/steps.log"], {J, I}, ["arn:aws:s3:::b/logs/j-*/node/i-*/steps.log"]),
+    # The same ids without a creation call in the trail (an existing cluster, instance, queue): exact.
+    ([f"arn:aws:elasticmapreduce:us-east-1:1:cluster/{J}"], set(), [f"arn:aws:elasticmapreduce:us-east-1:1:cluster/{J}"]),
+    ([f"arn:aws:ec2:us-east-1:1:instance/{I}"], set(), [f"arn:aws:ec2:us-east-1:1:instance/{I}"]),
+    ([f"arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-{J}"], set(), [f"arn:aws:sqs:us-east-1:1:AWS-ElasticMapReduce-{J}"]),
+    ([f"arn:aws:s3:::b/{J}/secret.csv"], set(), [f"arn:aws:s3:::b/{J}/secret.csv"]),
+    # An S3 path segment that is an id created in the trail is widened to that id's shape, nothing more;
+    # the same key naming an instance the trail did not create stays exact.
+    ([f"arn:aws:s3:::b/inventory/{I}"], {I}, ["arn:aws:s3:::b/inventory/i-*"]),
+    ([f"arn:aws:s3:::b/inventory/{I}"], set(), [f"arn:aws:s3:::b/inventory/{I}"]),
+    (["arn:aws:s3:::b/reports/2026/a.csv", "arn:aws:s3:::b/reports/2026/b.csv"], set(), ["arn:aws:s3:::b/reports/2026/*"] * 2),
+    (["arn:aws:s3:::b/reports/a.csv"], set(), ["arn:aws:s3:::b/reports/a.csv"]),  # one key stays exact
+    (["arn:aws:s3:::b/a.csv", "arn:aws:s3:::b/b.csv"], set(), ["arn:aws:s3:::b/a.csv", "arn:aws:s3:::b/b.csv"]),  # no prefix
+    (["arn:aws:sqs:us-east-1:1:my-queue"], set(), ["arn:aws:sqs:us-east-1:1:my-queue"]),  # chosen names stay
+    (["arn:aws:s3:::b/j-notacluster.txt"], set(), ["arn:aws:s3:::b/j-notacluster.txt"]),
 ])
-def test_safe_generalisation_widens_only_generated_ids(arns: list[str], expected: list[str]) -> None:
-    mapping, _ = generalize(arns)
+def test_safe_generalisation_widens_only_ids_the_trail_shows_generated(arns: list[str], created: set[str],
+                                                                      expected: list[str]) -> None:
+    mapping, _ = generalize(arns, frozenset(created))
     assert [mapping[a] for a in arns] == expected
 
 
@@ -334,3 +351,18 @@ def test_kms_via_service_only_for_services_that_send_it(via: str, expect: list |
         assert got is None
     else:
         assert [[op, k, v] for op, kv in got.items() for k, v in kv.items()] == expect
+
+
+def test_a_cross_account_use_whose_other_half_rolesmith_does_not_write_is_a_finding() -> None:
+    # Cross-account evaluation needs both sides (reference_policies_evaluation-logic-cross-account);
+    # rolesmith writes the bucket, key and trust sides only, so a queue of account B gets a finding.
+    queue = f"arn:aws:sqs:us-east-1:{B}:inbox"
+    event = ev("SendMessage", "sqs.amazonaws.com", eid="q1")
+    ps = policies_from_graph(graph_of((event, EventUses(uses=(Use(action="sqs:SendMessage", resource=queue,
+                                                                  resource_account=B),)))), BuildOptions())
+    assert findings(ps, "CROSS_ACCOUNT_POLICY_NOT_WRITTEN") == [
+        f"{ROLE} uses {queue} of account {B} (sqs:SendMessage): across accounts the owner's side must allow it too"
+        " (its resource policy, or a share such as AWS RAM); rolesmith writes only bucket, key and trust policies"]
+    assert findings(secure_inbox_policies := policies_from_graph(secure_inbox_graph(), BuildOptions()),
+                    "CROSS_ACCOUNT_POLICY_NOT_WRITTEN") == []  # S3 and KMS: their policies are written
+    assert secure_inbox_policies.resource_policies

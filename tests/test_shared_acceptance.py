@@ -68,8 +68,8 @@ _KMS_KEY_OR_ALIAS = re.compile(r"^arn:[^:]+:kms:[^:]*:\d{12}:(?:key|alias)/")
 OUTPOSTS_BUG = (
     "gap: a user of 111122223333 writes to an S3 on Outposts bucket of 222222222222; cross-account access needs"
     " the Outposts bucket policy too, but rolesmith writes bucket policies (and BUCKET_OWNER_UNKNOWN findings)"
-    " only for arn:aws:s3::: buckets (synthesize._bucket_policies), so nothing, not even a finding, covers the"
-    " owner's side of this call"
+    " only for arn:aws:s3::: buckets (synthesize._bucket_policies); a CROSS_ACCOUNT_POLICY_NOT_WRITTEN finding"
+    " names the owner's missing half, but no policy covers it"
 )
 # (file, event, action, resource) -> the bug; each is checked by a strict xfail below.
 KNOWN_BUGS: dict[tuple[str, str, str, str], str] = {

@@ -124,17 +124,21 @@ def _arn_values(value: Any) -> Iterator[str]:
             yield from _arn_values(item)
 
 
-def _created_ids(value: Any, out: set[str]) -> None:
+def _created_ids(value: Any, out: set[str], *, any_key: bool = False) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, str):
-                if key.endswith("Id") and _CREATED_ID.match(item):
+                if (any_key or key.endswith("Id")) and _CREATED_ID.match(item):
                     out.add(item)
             else:
-                _created_ids(item, out)
+                _created_ids(item, out, any_key=any_key)
     elif isinstance(value, list):
         for item in value:
-            _created_ids(item, out)
+            if isinstance(item, str):
+                if any_key and _CREATED_ID.match(item):
+                    out.add(item)
+            else:
+                _created_ids(item, out, any_key=any_key)
 
 
 def _acl_header(request: Any) -> str:
@@ -259,7 +263,14 @@ class UsageGraph:
                 if match:
                     stats.match = _spans(stats.match, match, when)
         if not denied and event.response and event.name.startswith(_CREATING) and len(self.created) < CREATED_CAP:
-            _created_ids(event.response, self.created)
+            minted: set[str] = set()
+            _created_ids(event.response, minted)
+            if minted:
+                # An id the request already named (RunInstances' security groups, CreateSnapshot's
+                # volume) existed before the call: the response only echoes it.
+                given: set[str] = set()
+                _created_ids(event.request, given, any_key=True)
+                self.created.update(minted - given)
         if event.name in _ASSUME_EVENTS and event.source.startswith("sts.") and not denied:
             self._record_assume(principal, event, event_uses)
 

@@ -231,6 +231,7 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
         *_key_policies(granted, kinds, options, findings),
     ]
     trust = _trust_policies(graph, selected, kinds, findings)
+    _cross_account_findings(granted, kinds, findings)
     _trail_findings(graph, findings)
     return PolicySet(
         identity_policies=tuple(identity),
@@ -389,6 +390,30 @@ def _key_policies(granted: list[tuple[GraphUse, tuple[Condition, ...]]], kinds: 
                      " (a key policy applies to its own key; AWS KMS developer guide, key policies)", ())
         out.append(ResourcePolicy(resource=key_arn, kind="kms-key", policy=document(statements), account=account))
     return out
+
+
+# Cross-account uses whose other half rolesmith writes: bucket policies (S3), key policies (KMS) and
+# trust policies (sts:AssumeRole*, TagSession, SetSourceIdentity). Any other resource of another account (an SQS queue, an SNS topic,
+# a Lambda function, a secret, an S3 on Outposts bucket …) needs its owner's resource policy as well
+# (IAM User Guide, reference_policies_evaluation-logic-cross-account).
+_OTHER_HALF_WRITTEN = ("s3:", "kms:", "sts:")
+
+
+def _cross_account_findings(granted: list[tuple[GraphUse, tuple[Condition, ...]]],
+                            kinds: dict[str, tuple[str, str | None]], findings: _Findings) -> None:
+    per_resource: dict[tuple[str, str, str], list[GraphUse]] = {}
+    for use, _conds in granted:
+        owner, caller = use.resource_account, kinds.get(use.principal, ("", None))[1]
+        if not owner or not caller or owner == caller or use.action.startswith(_OTHER_HALF_WRITTEN):
+            continue
+        per_resource.setdefault((use.principal, use.resource, owner), []).append(use)
+    for (principal, resource, owner), uses in sorted(per_resource.items()):
+        actions = ", ".join(sorted({u.action for u in uses}))
+        findings.add("CROSS_ACCOUNT_POLICY_NOT_WRITTEN",
+                     f"{principal} uses {resource} of account {owner} ({actions}): across accounts the owner's side"
+                     " must allow it too (its resource policy, or a share such as AWS RAM); rolesmith writes only"
+                     " bucket, key and trust policies",
+                     (e for u in uses for e in u.events))
 
 
 def _trust_policies(graph: UsageGraph, selected: set[str] | None, kinds: dict[str, tuple[str, str | None]],
