@@ -314,8 +314,9 @@ def test_policy_over_the_managed_policy_size_is_a_finding() -> None:
     [message] = findings(exact, "POLICY_TOO_LARGE")
     # 200 ARNs of 37 characters with quotes and commas (8,000), plus the statement around them.
     assert message == (f"{ROLE}: the identity policy has 8,105 non-whitespace characters, over the 6,144 of a managed"
-                       " policy (a role's inline policies may total 10,240, a user's 2,048); split it or use"
-                       " --generalize safe")
+                       " policy (a role's inline policies may total 10,240, a user's 2,048); split it into several"
+                       " managed policies (IAM attaches up to 10 to a role or user by default), or let --generalize"
+                       " safe widen generated ids")
     assert findings(policies_from_graph(graph, BuildOptions()), "POLICY_TOO_LARGE") == []
 
 
@@ -366,3 +367,21 @@ def test_a_cross_account_use_whose_other_half_rolesmith_does_not_write_is_a_find
     assert findings(secure_inbox_policies := policies_from_graph(secure_inbox_graph(), BuildOptions()),
                     "CROSS_ACCOUNT_POLICY_NOT_WRITTEN") == []  # S3 and KMS: their policies are written
     assert secure_inbox_policies.resource_policies
+
+
+@pytest.mark.parametrize(("role", "why"), [
+    ("role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS",
+     "it is a service-linked role, whose permissions the service defines and IAM does not let change"),
+    ("role/aws-reserved/sso.amazonaws.com/us-west-2/AWSReservedSSO_DevAdmin_635426549a280cc6",
+     "IAM Identity Center manages this role: change its permission set instead"),
+    ("role/aws:ec2-infrastructure", "that is not an IAM role name (roles have no ':')"),
+])
+def test_roles_whose_policies_rolesmith_cannot_set_get_a_finding_not_a_policy(role: str, why: str) -> None:
+    # IAM refuses to change a service-linked role (UnmodifiableEntity); Identity Center owns its roles.
+    arn = f"arn:aws:iam::{A}:{role}"
+    who = Principal(arn=arn, kind="role", account=A)
+    event = ev("GetObject", "s3.amazonaws.com", eid="g1", principal=who)
+    ps = policies_from_graph(graph_of((event, EventUses(uses=(Use(action="s3:GetObject", resource=OBJ_B),)))),
+                             BuildOptions())
+    assert ps.identity_policies == () and ps.trust_policies == ()
+    assert findings(ps, "NO_POLICY_FOR_PRINCIPAL") == [f"{arn} made 1 calls; {why}, so no policy is written for it"]

@@ -60,6 +60,17 @@ def _same_name_set() -> PolicySet:
                                              for acct in ("111122223333", "444455556666")))
 
 
+def _same_name_roles_set() -> PolicySet:
+    # Roles with trust policies become AWS::IAM::Role resources, whose RoleName must be unique (E3019).
+    from rolesmith.policies import TrustPolicy
+
+    base = _same_name_set()
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    return PolicySet(identity_policies=base.identity_policies,
+                     trust_policies=tuple(TrustPolicy(role=p.principal, policy=trust) for p in base.identity_policies))
+
+
 def _broken() -> str:
     broken = render(policies("lambda_dynamodb"), fmt="cloudformation")["rolesmith.yaml"]
     broken, n = re.subn(r"(Resource:\n\s+)Fn::Sub: arn:[^\n]+", r"\1not-an-arn", broken, count=1)
@@ -82,6 +93,7 @@ def linted(rendered: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     texts["extra/policy-variable.yaml"] = render(_policy_variable_set(), fmt="cloudformation")["rolesmith.yaml"]
     texts["extra/broken.yaml"] = _broken()
     texts["extra/same-name.yaml"] = render(_same_name_set(), fmt="cloudformation")["rolesmith.yaml"]
+    texts["extra/same-name-roles.yaml"] = render(_same_name_roles_set(), fmt="cloudformation")["rolesmith.yaml"]
     for i, text in enumerate(render(_same_name_set(), fmt="cloudformation", split=True).values()):
         texts[f"extra/same-name-split-{i}.yaml"] = text
     for name, text in texts.items():
@@ -219,3 +231,36 @@ def test_same_role_name_in_two_accounts_gets_two_files_and_two_resources(linted:
         "role-app-111122223333.yaml", "role-app-444455556666.yaml"]
     combined = yaml.safe_load(render(ps, fmt="cloudformation")["rolesmith.yaml"])
     assert sorted(combined["Resources"]) == ["AppPolicy111122223333", "AppPolicy444455556666"]
+
+
+def test_same_role_name_in_two_accounts_gets_two_role_name_parameters(linted: dict) -> None:
+    assert linted["extra/same-name-roles.yaml"] == []
+    doc = yaml.safe_load(render(_same_name_roles_set(), fmt="cloudformation")["rolesmith.yaml"])
+    names = [r["Properties"]["RoleName"]["Ref"] for r in doc["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert len(names) == 2 and len(set(names)) == 2
+    # One stack deploys into one account: the template says which accounts it holds.
+    assert doc["Metadata"]["rolesmith"]["accounts"] == ["111122223333", "444455556666"]
+
+
+def test_json_split_keeps_the_same_key_id_of_two_regions_apart() -> None:
+    from rolesmith.policies import ResourcePolicy
+
+    doc = {"Version": "2012-10-17", "Statement": []}
+    key = "mrk-1234abcd12ab34cd56ef1234567890ab"
+    ps = PolicySet(resource_policies=tuple(
+        ResourcePolicy(resource=f"arn:aws:kms:{region}:111122223333:key/{key}", kind="kms-key", policy=doc,
+                       account="111122223333") for region in ("us-east-1", "eu-west-1")))
+    assert sorted(render(ps, fmt="json", split=True)) == [
+        f"kms-key-key-{key}-111122223333-eu-west-1.json", f"kms-key-key-{key}-111122223333-us-east-1.json"]
+
+
+def test_a_template_over_the_file_upload_limit_says_to_deploy_through_s3() -> None:
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Sid": f"S{i}", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::bucket-{i}/*"}
+        for i in range(600)]}
+    big = PolicySet(identity_policies=(IdentityPolicy(principal="arn:aws:iam::111122223333:role/app", policy=doc),))
+    text = render(big, fmt="cloudformation")["rolesmith.yaml"]
+    assert len(text.encode()) > 51_200
+    assert "--capabilities CAPABILITY_NAMED_IAM --s3-bucket BUCKET\n" in text
+    small = render(_same_name_set(), fmt="cloudformation")["rolesmith.yaml"]
+    assert "--s3-bucket" not in small

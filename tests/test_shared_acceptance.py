@@ -178,12 +178,21 @@ def _policies(ps: PolicySet, request: Request) -> Policies:
     return policies
 
 
+def _without_policy(ps: PolicySet) -> set[str]:
+    """Principals the build says it writes no policy for (NO_POLICY_FOR_PRINCIPAL: service-linked and
+    Identity Center roles, names that are no IAM role); the message starts with the ARN."""
+    return {f.message.split(" ", 1)[0] for f in ps.findings if f.code == "NO_POLICY_FOR_PRINCIPAL"}
+
+
 def _observed_requests(name: str, ps: PolicySet) -> list[tuple[tuple[str, str, str, str], str, Request]]:
     dropped = _dropped(ps)
+    without = _without_policy(ps)
     out = []
     for event in read_trail([ROOT / name], skip_bad=True):
         principal = event.principal
         if principal is None or principal.kind not in _POLICY_KINDS or not _successful(event):
+            continue
+        if principal.arn in without:
             continue
         mapped = uses_for(event)
         for use in (*mapped.uses, *mapped.inferred):

@@ -188,6 +188,12 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
                              " roles and users, so none is written for it",
                              (e for u in uses for e in u.events))
             continue
+        managed = _managed_elsewhere(arn)
+        if managed:
+            findings.add("NO_POLICY_FOR_PRINCIPAL",
+                         f"{arn} made {sum(u.count for u in uses)} calls; {managed}, so no policy is written for it",
+                         (e for u in uses for e in u.events))
+            continue
         federated = graph.federated_sessions.get(arn)
         if federated:
             findings.add("FEDERATED_SESSION_POLICY",
@@ -225,7 +231,9 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
             findings.add("POLICY_TOO_LARGE",
                          f"{policy.principal}: the identity policy has {size:,} non-whitespace characters, over the"
                          f" {MANAGED_POLICY_LIMIT:,} of a managed policy (a role's inline policies may total 10,240,"
-                         " a user's 2,048); split it or use --generalize safe")
+                         " a user's 2,048); split it into several managed policies (IAM attaches up to 10 to a"
+                         " role or user by default)" + ("" if options.generalize == "safe" else
+                                                        ", or let --generalize safe widen generated ids"))
     resource_policies = [
         *_bucket_policies(granted, resource_of, kinds, options, findings),
         *_key_policies(granted, kinds, options, findings),
@@ -239,6 +247,25 @@ def policies_from_graph(graph: UsageGraph, options: BuildOptions) -> PolicySet:
         trust_policies=tuple(trust),
         findings=findings.result(),
     )
+
+
+def _managed_elsewhere(arn: str) -> str | None:
+    """Why a role's permissions cannot be set by an identity policy rolesmith writes, or None.
+
+    Service-linked roles (path ``/aws-service-role/``) carry permissions the service defines, which IAM
+    refuses to change (UnmodifiableEntity); IAM Identity Center owns its ``/aws-reserved/sso.amazonaws.com/``
+    roles (their permission set is the place to change); a name with ':' in it is no IAM role at all
+    (the ``aws:ec2-infrastructure`` identity EC2 logs some calls under)."""
+    if ":role/" not in arn:
+        return None
+    rest = arn.split(":role/", 1)[1]
+    if rest.startswith("aws-service-role/"):
+        return "it is a service-linked role, whose permissions the service defines and IAM does not let change"
+    if rest.startswith("aws-reserved/sso.amazonaws.com/"):
+        return "IAM Identity Center manages this role: change its permission set instead"
+    if ":" in rest:
+        return "that is not an IAM role name (roles have no ':')"
+    return None
 
 
 def _grantable(use: GraphUse, findings: _Findings) -> bool:
@@ -421,6 +448,8 @@ def _trust_policies(graph: UsageGraph, selected: set[str] | None, kinds: dict[st
     per_role: dict[str, list[Any]] = {}
     for assumption in graph.assumptions():
         if selected is not None and assumption.role not in selected:
+            continue
+        if _managed_elsewhere(assumption.role):  # AWS or Identity Center owns its trust policy too
             continue
         per_role.setdefault(assumption.role, []).append(assumption)
     out = []

@@ -93,14 +93,28 @@ def _json_split(policy_set: PolicySet) -> dict[str, str]:
     items += [(f"{r.kind}-{_slug(_tail(r.resource))}", r.resource, r.policy) for r in policy_set.resource_policies]
     items += [(f"trust-{_slug(_tail(t.role))}", t.role, t.policy) for t in policy_set.trust_policies]
     stems = [stem for stem, _, _ in items]
+    # Same-named roles in two accounts get the account; the same key id in two regions the region too.
+    with_account = [f"{stem}-{arn.split(':')[4]}" if stems.count(stem) > 1 else stem for stem, arn, _ in items]
     out: dict[str, str] = {}
-    for stem, arn, policy in items:
-        if stems.count(stem) > 1:  # same-named roles in two accounts
-            stem = f"{stem}-{arn.split(':')[4]}"
-        out[f"{stem}.json"] = _render("policy.json.j2", policy=policy)
+    for (stem, arn, policy), named in zip(items, with_account):
+        if with_account.count(named) > 1 and arn.split(":")[3]:
+            named = f"{named}-{arn.split(':')[3]}"
+        out[f"{named}.json"] = _render("policy.json.j2", policy=policy)
     if policy_set.findings:
         out["findings.json"] = _render("policy.json.j2", policy=policy_set.to_dict()["findings"])
     return out
+
+
+# "aws cloudformation deploy" takes a template of up to 51,200 bytes from a file; a larger one must be
+# uploaded to S3 first (--s3-bucket), up to 1 MB (CloudFormation quotas, "Template body size").
+_TEMPLATE_BODY_LIMIT = 51_200
+
+
+def _template_text(name: str, doc: Any) -> str:
+    text = _render(f"cloudformation/{name}", doc=doc, large=False)
+    if len(text.encode("utf-8")) > _TEMPLATE_BODY_LIMIT:
+        text = _render(f"cloudformation/{name}", doc=doc, large=True)
+    return text
 
 
 def _tail(arn: str) -> str:
@@ -126,11 +140,11 @@ def render(policy_set: PolicySet, *, fmt: str = "json", split: bool = False) -> 
     name, ext = ("template.yaml.j2", "yaml") if fmt == "cloudformation" else ("template.json.j2", "json")
     if not split:
         doc = template(unit_list, params, policy_set)
-        return {f"rolesmith.{ext}": _render(f"cloudformation/{name}", doc=doc)}
+        return {f"rolesmith.{ext}": _template_text(name, doc)}
     out = {}
     for unit in unit_list:
         doc = template([unit], params, PolicySet())
-        out[f"{unit.stem}.{ext}"] = _render(f"cloudformation/{name}", doc=doc)
+        out[f"{unit.stem}.{ext}"] = _template_text(name, doc)
     if policy_set.findings:
         out["findings.json"] = _render("policy.json.j2", policy=policy_set.to_dict()["findings"])
     return out

@@ -58,8 +58,10 @@ class Parameters:
             )
         return self.accounts[account_id]
 
-    def name(self, kind: str, value: str) -> str:
-        key = (kind, value)
+    def name(self, kind: str, value: str, account: str | None = None) -> str:
+        # Same-named roles (users) of two accounts are two names: one parameter would give both
+        # AWS::IAM::Role resources the same RoleName.
+        key = (kind, value, account if kind in ("role", "user") else None)
         if key not in self.names:
             label = {"role": "RoleName", "user": "UserName", "bucket": "BucketName", "key": "KeyId"}[kind]
             base = camel(value[:8]) if kind == "key" else camel(value)
@@ -93,7 +95,7 @@ class _Subst:
         if m:
             partition, account, kind, path, name = m.groups()
             return (f"arn:{self._partition(partition)}:iam::{self._ref(self.params.account(account))}:{kind}/"
-                    f"{path or ''}{self._ref(self.params.name(kind, name))}")
+                    f"{path or ''}{self._ref(self.params.name(kind, name, account))}")
         m = _KEY.match(arn)
         if m:
             partition, region, account, key_id = m.groups()
@@ -152,10 +154,10 @@ def units(policy_set: PolicySet, params: Parameters) -> list[Unit]:
         m = _ROLE_OR_USER.match(arn)
         if not m:
             continue
-        _, _, kind, path, name = m.groups()
+        _, account, kind, path, name = m.groups()
         sub = _Subst(params)
-        name_ref = {"Ref": params.name(kind, name)}
-        sub.used.add(params.name(kind, name))
+        name_ref = {"Ref": params.name(kind, name, account)}
+        sub.used.add(params.name(kind, name, account))
         base = camel(name)
         resources: dict[str, dict[str, Any]] = {}
         if kind == "role" and arn in trust:
@@ -278,8 +280,19 @@ def template(unit_list: list[Unit], params: Parameters, policy_set: PolicySet) -
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Least-privilege policies written by rolesmith from what a workload did (CloudTrail).",
     }
+    meta: dict[str, Any] = {}
+    accounts = sorted({_account_of(u.arn) for u in unit_list} - {""})
+    if len(accounts) > 1:
+        # A stack deploys into one account: a bucket policy or key of another account fails there
+        # (only the bucket owner may set its policy; a key policy must let the deployer manage it).
+        meta["accounts"] = accounts
+        meta["deploy"] = ("resources of several accounts: deploy each account's part in that account, e.g. from"
+                          " `rolesmith build --format cloudformation -o DIR`, which writes one template per role,"
+                          " bucket policy and key")
     if findings:
-        doc["Metadata"] = {"rolesmith": {"findings": findings}}
+        meta["findings"] = findings
+    if meta:
+        doc["Metadata"] = {"rolesmith": meta}
     doc["Parameters"] = parameters
     doc["Resources"] = resources
     return doc
