@@ -191,6 +191,10 @@ def units(policy_set: PolicySet, params: Parameters) -> list[Unit]:
             sub.used.add(pname)
             resources = {f"{camel(bucket)}BucketPolicy": {
                 "Type": "AWS::S3::BucketPolicy",
+                # A bucket has one policy: deleting the stack would delete it whole, other statements
+                # included (AWS::S3::BucketPolicy), so the stack leaves it in place.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
                 "Properties": {"Bucket": {"Ref": pname}, "PolicyDocument": sub.document(policy.policy)},
             }}
             stem = f"bucket-policy-{bucket}"
