@@ -401,3 +401,18 @@ def test_an_output_directory_that_cannot_be_made_is_a_one_line_error(tmp_path: P
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {target}: Not a directory; fix: check that the path exists, is a directory where one is expected,"
         " is writable, and that the disk has space")
+
+
+def test_a_call_a_vpc_endpoint_policy_refused_is_a_denial_not_a_grant(tmp_path: Path) -> None:
+    # CloudTrail logs such refusals with errorCode VpceAccessDenied (network activity events,
+    # ct-ug logging-network-events-with-cloudtrail); they must never be granted as observed uses.
+    record = json.loads((TRAILS / "secure_inbox.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    record.update(eventName="GetObject", eventSource="s3.amazonaws.com", errorCode="VpceAccessDenied",
+                  errorMessage="The request was denied due to a VPC endpoint policy", eventID="vpce-1",
+                  requestParameters={"bucketName": "example-bucket", "key": "sensitive-file.txt"},
+                  vpcEndpointId="vpce-EXAMPLE08c1b6b9b7")
+    trail = tmp_path / "vpce.json"
+    trail.write_text(json.dumps({"Records": [record]}), encoding="utf-8")
+    ps = build_policies([trail]).policies
+    assert all("example-bucket" not in json.dumps(p.policy) for p in ps.identity_policies)
+    assert [f.code for f in ps.findings if f.code == "DENIED_CALLS"] == ["DENIED_CALLS"]

@@ -38,7 +38,7 @@ FILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file())
 NOT_AUTHORISED = frozenset({
     "ThrottlingException",  # throttled: no evidence that authorisation ran
     "ExpiredToken", "RequestExpired", "CloudTrailInvalidClientTokenIdException",  # authentication failed
-    "VpceAccessDenied",  # refused by a VPC endpoint policy (a denial that Event.denied does not list)
+    "VpceAccessDenied",  # refused by a VPC endpoint policy (Event.denied lists it too)
     "Blocked", "SomeErrorCode",  # placeholders in Panther's hand-edited test events: meaning unknown
 })
 

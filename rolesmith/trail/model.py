@@ -80,6 +80,8 @@ _DENIED_CODES = frozenset(
         "UnauthorizedAccess",
         "Unauthorized",
         "AllAccessDisabled",
+        # A VPC endpoint policy refused the call (CloudTrail network activity events, "VpceAccessDenied").
+        "VpceAccessDenied",
     }
 )
 
