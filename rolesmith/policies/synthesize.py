@@ -420,9 +420,9 @@ def _key_policies(granted: list[tuple[GraphUse, tuple[Condition, ...]]], kinds: 
 
 
 # Cross-account uses whose other half rolesmith writes: bucket policies (S3), key policies (KMS) and
-# trust policies (sts:AssumeRole*, TagSession, SetSourceIdentity). Any other resource of another account (an SQS queue, an SNS topic,
-# a Lambda function, a secret, an S3 on Outposts bucket …) needs its owner's resource policy as well
-# (IAM User Guide, reference_policies_evaluation-logic-cross-account).
+# trust policies (sts:AssumeRole*, TagSession, SetSourceIdentity). Any other resource of another
+# account (an SQS queue, an SNS topic, a Lambda function, a secret, an S3 on Outposts bucket …) needs
+# its owner's resource policy as well (IAM User Guide, reference_policies_evaluation-logic-cross-account).
 _OTHER_HALF_WRITTEN = ("s3:", "kms:", "sts:")
 
 

@@ -28,6 +28,21 @@ class CloudTrailError(RolesmithError):
     exit_code = 1
 
 
+class BadBucketUrl(CloudTrailError):
+    """``--cloudtrail-bucket`` is not an S3 URL: bad input, found before anything is read."""
+
+    exit_code = 2
+
+
+def bucket_location(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``--cloudtrail-bucket s3://BUCKET[/PREFIX]``."""
+    u = urlsplit(url)
+    if u.scheme != "s3" or not u.netloc:
+        raise BadBucketUrl(f"--cloudtrail-bucket {url}: expected s3://BUCKET[/PREFIX], the trail's S3 bucket (and"
+                           " the prefix the trail delivers under)")
+    return u.netloc, u.path.lstrip("/")
+
+
 def _ts(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -180,9 +195,7 @@ def read_bucket(client: Any, url: str, start: float, end: float, access_keys: It
     Log files live under ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`` and are delivered
     within about 5 minutes of the calls; only the days of the window are read.
     """
-    u = urlsplit(url)
-    if u.scheme != "s3" or not u.netloc:
-        raise CloudTrailError(f"--cloudtrail-bucket {url}: expected s3://BUCKET[/PREFIX]")
+    bucket, prefix = bucket_location(url)
     days = set()
     t = datetime.fromtimestamp(start, tz=timezone.utc).date()
     while t <= datetime.fromtimestamp(end + 3600, tz=timezone.utc).date():
@@ -192,12 +205,12 @@ def read_bucket(client: Any, url: str, start: float, end: float, access_keys: It
     out: list[dict[str, Any]] = []
     paginator = client.get_paginator("list_objects_v2")
     try:
-        for page in paginator.paginate(Bucket=u.netloc, Prefix=u.path.lstrip("/")):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 day = re.search(r"/(\d{4}/\d{2}/\d{2})/", obj["Key"])
                 if day is None or day.group(1) not in days or not obj["Key"].endswith((".json.gz", ".json")):
                     continue
-                body = client.get_object(Bucket=u.netloc, Key=obj["Key"])["Body"].read()
+                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
                 if obj["Key"].endswith(".gz"):
                     body = gzip.decompress(body)
                 for record in json.loads(body).get("Records", []):

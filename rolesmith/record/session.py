@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from rolesmith.errors import RolesmithError
 from rolesmith.policies.model import BuildOptions, Finding, PolicySet
@@ -129,10 +128,10 @@ def record(command: Sequence[str], options: RecordOptions) -> RecordResult:
     """
     if not command:
         raise RecordError("no command to record: put it after `--`, e.g. `rolesmith record -- python app.py`")
-    bucket_url = urlsplit(options.cloudtrail_bucket or "s3://x")
-    if bucket_url.scheme != "s3" or not bucket_url.netloc:  # say so before the workload runs, not after
-        raise RecordError(f"--cloudtrail-bucket {options.cloudtrail_bucket}: expected s3://BUCKET[/PREFIX], the trail's"
-                          " S3 bucket (and the prefix the trail delivers under)")
+    if options.cloudtrail_bucket:  # say so before the workload runs, not after
+        from rolesmith.record.cloudtrail import bucket_location
+
+        bucket_location(options.cloudtrail_bucket)
     from rolesmith.record.endpoint import start_endpoint
 
     out = options.out_dir

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from rolesmith.sandbox.auth import Identity
 from rolesmith.trail.wire import Call
-from rolesmith.sandbox.enforce import Check
+from rolesmith.sandbox.enforce import Check, arn_account
 from rolesmith.sandbox.world import KeyState, ObjectInfo, World
 
 BOFC = "bucket-owner-full-control"
@@ -56,16 +56,8 @@ class Plan:
     error: tuple[int, str, str] | None = None  # (status, code, message) refused before authorisation
 
 
-def _account_of(arn: str) -> str | None:
-    """The account field of an ARN; None when it has none. Key and role ARNs come from requests
-    and bucket settings, so a malformed one must not fail the sandbox (AWS answers it as not found
-    or denied)."""
-    parts = arn.split(":", 5)
-    return parts[4] or None if len(parts) == 6 else None
-
-
 def _passrole(role_arn: str, service: str) -> Check:
-    return Check(action="iam:PassRole", resource=role_arn, resource_account=_account_of(role_arn),
+    return Check(action="iam:PassRole", resource=role_arn, resource_account=arn_account(role_arn),
                  context={"iam:PassedToService": service})
 
 
@@ -76,7 +68,7 @@ def _role_arn(world: World, ref: str | None, account: str, *, profile: bool = Fa
     if ref.startswith("arn:"):
         if ":role/" in ref:
             return ref
-        account = _account_of(ref) or account
+        account = arn_account(ref) or account
         ref = ref.rsplit("/", 1)[-1]
     spec = world.role_by_name(account, ref)
     return spec.arn if spec else f"arn:aws:iam::{account}:role/{ref}"
@@ -91,7 +83,7 @@ def _kms_inner(ident: Identity, op: str, key_arn: str, object_arn: str, region: 
         params["EncryptionAlgorithm"] = "SYMMETRIC_DEFAULT"
     ctx = {"kms:ViaService": via, "kms:CallerAccount": ident.account,
            "kms:EncryptionContext:aws:s3:arn": object_arn, "kms:EncryptionContextKeys": ["aws:s3:arn"]}
-    check = Check(action=f"kms:{op}", resource=key_arn, resource_account=_account_of(key_arn), context=ctx)
+    check = Check(action=f"kms:{op}", resource=key_arn, resource_account=arn_account(key_arn), context=ctx)
     return Inner(ident=ident, service="kms", operation=op, params=params, invoked_by="s3.amazonaws.com",
                  checks=(check,), context=ctx)
 
@@ -295,7 +287,7 @@ def after(world: World, ident: Identity, call: Call, body: bytes, response: byte
                     doc = json.loads(p["Policy"]) if p.get("Policy") else {"Version": "2012-10-17", "Statement": [{
                         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ident.account}:root"},
                         "Action": "kms:*", "Resource": "*"}]}
-                    world.keys[arn] = KeyState(arn=arn, account=_account_of(arn) or ident.account, policy=doc)
+                    world.keys[arn] = KeyState(arn=arn, account=arn_account(arn) or ident.account, policy=doc)
             elif op == "PutKeyPolicy":
                 arn = world.resolve_key(p.get("KeyId"), ident.account)
                 if arn in world.keys:

@@ -59,7 +59,8 @@ def denial_message(caller_arn: str, check: Check, decision: Decision) -> str:
     return f"{head} because no {_IMPLICIT.get(layer, 'identity-based policy')} allows the {check.action} action"
 
 
-def _arn_account(arn: str) -> str | None:
+def arn_account(arn: str) -> str | None:
+    """The account field of an ARN, or None (a malformed ARN from a request names no account)."""
     parts = arn.split(":", 5)
     return parts[4] or None if len(parts) == 6 else None
 
@@ -84,7 +85,7 @@ def resource_of(world: World, check: Check) -> tuple[NamedPolicy | None, str | N
         return pol, "s3-bucket", bucket.account
     if arn.startswith("arn:aws:kms:"):
         doc = world.key_policy(arn)
-        acct = _arn_account(arn)
+        acct = arn_account(arn)
         if doc is None:
             if world.is_aws_managed(arn):
                 return None, None, acct
@@ -97,13 +98,13 @@ def resource_of(world: World, check: Check) -> tuple[NamedPolicy | None, str | N
         spec = world.principal(arn)
         if spec is not None and spec.trust is not None:
             return NamedPolicy(name=f"trust-policy:{spec.name}", document=spec.trust), "role-trust", spec.account
-        return NamedPolicy(name="trust-policy", document={"Version": "2012-10-17", "Statement": []}), "role-trust", _arn_account(arn)
+        return NamedPolicy(name="trust-policy", document={"Version": "2012-10-17", "Statement": []}), "role-trust", arn_account(arn)
     if arn.startswith("arn:aws:sqs:"):
         with world.lock:
             doc = world.queues.get(arn)
         return (NamedPolicy(name=f"queue-policy:{arn.rsplit(':', 1)[-1]}", document=doc) if doc else None,
-                "sqs-queue", _arn_account(arn))
-    return None, None, check.resource_account or _arn_account(arn)
+                "sqs-queue", arn_account(arn))
+    return None, None, check.resource_account or arn_account(arn)
 
 
 def base_context(ident: Identity, region: str, *, via: str | None = None) -> dict[str, Any]:

@@ -167,6 +167,13 @@ def _named(value: Any, source: str, where: str) -> Mapping[str, Any]:
     return out
 
 
+def _only(raw: Mapping[str, Any], keys: set[str], source: str, where: str) -> None:
+    # A misspelt key ("polices:") would otherwise leave a principal without its policies, silently.
+    extra = set(raw) - keys
+    if extra:
+        raise _fail(source, where, f"unknown keys {sorted(extra, key=str)}; allowed: {', '.join(sorted(keys))}")
+
+
 def _region(value: Any, source: str) -> str:
     if value is None:
         return "us-east-1"
@@ -341,12 +348,6 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
     queues: list[QueueSpec] = []
     allowed = {"id", "users", "roles", "buckets", "keys", "queues", "scps", "rcps", "management"}
 
-    def only(raw: Mapping[str, Any], keys: set[str], where: str) -> None:
-        # A misspelt key ("polices:") would otherwise leave a principal without its policies, silently.
-        extra = set(raw) - keys
-        if extra:
-            raise _fail(source, where, f"unknown keys {sorted(extra, key=str)}; allowed: {', '.join(sorted(keys))}")
-
     def flag(raw: Mapping[str, Any], key: str, where: str) -> bool:
         value = raw.get(key, False)
         if not isinstance(value, bool):  # YAML's 'no' in quotes is a string, and a non-empty string is true
@@ -355,9 +356,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
     for aname, acc in accounts_raw.items():
         where = f"accounts.{aname}"
         acc = _substitute(_mapping(acc, source, where), table, source, where)
-        extra = set(acc) - allowed
-        if extra:
-            raise _fail(source, where, f"unknown keys {sorted(extra, key=str)}; allowed: {', '.join(sorted(allowed))}")
+        _only(acc, allowed, source, where)
         aid = ids[aname]
         accounts.append(AccountSpec(name=aname, id=aid, scps=_levels(acc.get("scps"), source, f"{where}.scps"),
                                     rcps=_levels(acc.get("rcps"), source, f"{where}.rcps"),
@@ -366,8 +365,8 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
             for pname, praw in _named(acc.get(kind + "s"), source, f"{where}.{kind}s").items():
                 pw = f"{where}.{kind}s.{pname}"
                 praw = _mapping(praw, source, pw)
-                only(praw, {"policies", "trust", "path", "boundary", "instance_profile", "service_linked", "tags"}
-                     if kind == "role" else {"policies", "path", "boundary", "tags"}, pw)
+                _only(praw, {"policies", "trust", "path", "boundary", "instance_profile", "service_linked", "tags"}
+                      if kind == "role" else {"policies", "path", "boundary", "tags"}, source, pw)
                 pols = {n: _document(d, source, f"{pw}.policies.{n}")
                         for n, d in _named(praw.get("policies"), source, f"{pw}.policies").items()}
                 trust = praw.get("trust")
@@ -386,7 +385,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         for bname, braw in _named(acc.get("buckets"), source, f"{where}.buckets").items():
             bw = f"{where}.buckets.{bname}"
             braw = _mapping(braw, source, bw)
-            only(braw, {"object_ownership", "encryption", "policy"}, bw)
+            _only(braw, {"object_ownership", "encryption", "policy"}, source, bw)
             own = str(braw.get("object_ownership", "BucketOwnerEnforced"))
             if own not in OWNERSHIP:
                 raise _fail(source, f"{bw}.object_ownership", f"expected one of {', '.join(OWNERSHIP)}")
@@ -403,7 +402,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         for kname, kraw in _named(acc.get("keys"), source, f"{where}.keys").items():
             kw = f"{where}.keys.{kname}"
             kraw = _mapping(kraw, source, kw)
-            only(kraw, {"id", "aliases", "policy"}, kw)
+            _only(kraw, {"id", "aliases", "policy"}, source, kw)
             aliases = _aliases(kraw.get("aliases"), source, f"{kw}.aliases")
             keys.append(KeySpec(
                 name=kname, account=aid, key_id=key_ids[(aname, kname)], region=region,
@@ -412,7 +411,7 @@ def parse_scenario(raw: Any, *, source: str = "<scenario>") -> Scenario:
         for qname, qraw in _named(acc.get("queues"), source, f"{where}.queues").items():
             qw = f"{where}.queues.{qname}"
             qraw = _mapping(qraw, source, qw)
-            only(qraw, {"policy"}, qw)
+            _only(qraw, {"policy"}, source, qw)
             queues.append(QueueSpec(name=qname, account=aid, region=region,
                                     policy=_document(qraw["policy"], source, f"{qw}.policy") if qraw.get("policy") else None))
     seen: set[str] = set()

@@ -49,8 +49,6 @@ class BadRecord(RolesmithError):
 
 # Identity types CloudTrail documents for federation: they have no IAM entity a policy attaches to.
 _FEDERATED = frozenset({"FederatedUser", "SAMLUser", "WebIdentityUser"})
-# CloudTrail logs the session token of STS responses (rolesmith.trail.secrets); an Event never keeps it.
-_SECRET_FIELDS = SECRET_FIELDS
 
 
 @lru_cache(maxsize=8192)
@@ -158,8 +156,6 @@ def _account_id(value: Any) -> str | None:
     if type(value) is int and 0 <= value < 10**12:
         return f"{value:012d}"
     return None
-
-
 
 
 @lru_cache(maxsize=4096)
@@ -306,9 +302,9 @@ def _principal(
 
 def _scrub(response: dict[str, Any]) -> dict[str, Any]:
     creds = response.get("credentials")
-    if type(creds) is dict and not _SECRET_FIELDS.isdisjoint(creds):
+    if type(creds) is dict and not SECRET_FIELDS.isdisjoint(creds):
         response = dict(response)
-        response["credentials"] = {k: v for k, v in creds.items() if k not in _SECRET_FIELDS}
+        response["credentials"] = {k: v for k, v in creds.items() if k not in SECRET_FIELDS}
     return response
 
 
